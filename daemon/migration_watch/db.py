@@ -89,12 +89,7 @@ class Database:
     def open(self) -> None:
         if self._pool is not None:
             return
-        kwargs: dict[str, Any] = {
-            "prepare_threshold": None,
-            "application_name": self._cfg.application_name,
-            "connect_timeout": max(1, round(self._cfg.connect_timeout.total_seconds())),
-            "row_factory": dict_row,
-        }
+        kwargs = self._connect_kwargs()
         self._pool = psycopg_pool.ConnectionPool(
             self._dsn,
             connection_class=psycopg.Connection[DictRow],
@@ -120,6 +115,14 @@ class Database:
                 conn.cancel_safe(timeout=1.0)
             except psycopg.Error:
                 pass
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        return {
+            "prepare_threshold": None,
+            "application_name": self._cfg.application_name,
+            "connect_timeout": max(1, round(self._cfg.connect_timeout.total_seconds())),
+            "row_factory": dict_row,
+        }
 
     def close(self) -> None:
         self.cancel_running()
@@ -169,13 +172,23 @@ class Database:
         except DatabaseError:
             raise
         except psycopg_pool.PoolTimeout as exc:
-            raise DatabaseError(
-                "database unreachable: no connection within "
-                f"{self._cfg.connect_timeout.total_seconds():g}s",
-                kind="unreachable",
-            ) from exc
+            raise self._diagnose() from exc
         except psycopg.Error as exc:
             raise self._translate(exc) from exc
+
+    def _diagnose(self) -> DatabaseError:
+        """The pool gave no connection in time: one direct attempt tells why (refused,
+        authentication failed, unknown database...)."""
+        try:
+            with psycopg.connect(self._dsn, **self._connect_kwargs()):
+                pass
+        except psycopg.Error as exc:
+            return self._translate(exc)
+        return DatabaseError(
+            "database unreachable: no pooled connection within "
+            f"{self._cfg.connect_timeout.total_seconds():g}s",
+            kind="unreachable",
+        )
 
     def _translate(self, exc: psycopg.Error) -> DatabaseError:
         text = redact(
@@ -195,13 +208,17 @@ class Database:
 
     def ping(self) -> bool:
         """True when a trivial read-only query succeeds."""
+        return self.probe() is None
+
+    def probe(self) -> DatabaseError | None:
+        """``None`` when a trivial read-only query succeeds, else the error (no secrets)."""
         try:
             with self.read_only() as cur:
                 cur.execute(tagged("SELECT 1"))
-            return True
+            return None
         except DatabaseError as exc:
-            log.debug("database ping failed", error=str(exc))
-            return False
+            log.debug("database probe failed", error=str(exc))
+            return exc
 
     def redact(self, text: str) -> str:
         return redact(text, self._dsn)

@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import logging as _stdlib_logging
 import sys
-from typing import Literal, TextIO
+from typing import Literal, TextIO, cast
 
 import structlog
 
 __all__ = ["configure_logging"]
+
+
+class _Stderr:
+    """Whatever ``sys.stderr`` is at write time (it may be replaced after set-up)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
@@ -16,10 +30,11 @@ _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 def configure_logging(
     level: str = "info",
     fmt: Literal["auto", "json", "console"] = "auto",
-    stream: TextIO | None = None,
+    stream: TextIO | _Stderr | None = None,
 ) -> None:
     """Route structlog (and the stdlib loggers of our dependencies) to ``stream`` (stderr)."""
-    stream = stream or sys.stderr
+    if stream is None:
+        stream = _Stderr()
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
@@ -39,11 +54,11 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, 20)),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, stream)),
         cache_logger_on_first_use=False,
     )
     # psycopg_pool and friends log through the stdlib: same destination, same format.
-    handler = _stdlib_logging.StreamHandler(stream)
+    handler = _stdlib_logging.StreamHandler(cast(TextIO, stream))
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(processor=renderer, foreign_pre_chain=shared)
     )

@@ -106,7 +106,7 @@ class Runner:
 
     def _run(self, now: datetime) -> RunOutcome:
         started = time.perf_counter()
-        self._refresh_database(now)
+        problem = self._refresh_database(now)
         ctx = CheckContext(
             config=self.config,
             db=self.db,
@@ -114,7 +114,7 @@ class Runner:
             deployed_at=self._deployed_at(),
             ratio=self.ratio,
         )
-        results = tuple(run_suite(ctx))
+        results = tuple(run_suite(ctx, unreachable=problem))
         duration = time.perf_counter() - started
         outcome = RunOutcome(
             results=results, started_at=now, finished_at=now, duration_seconds=duration
@@ -165,19 +165,19 @@ class Runner:
         return None if d is None else d.legacy_ratio
 
     # ------------------------------------------------------------------ the pulse
-    def _refresh_database(self, now: datetime) -> bool:
-        up = self.db.ping()
+    def _refresh_database(self, now: datetime) -> DatabaseError | None:
+        problem = self.db.probe()
         self._update(
-            database_up=up,
+            database_up=problem is None,
             database_checked_at=now,
-            database_error=None if up else "database unreachable",
+            database_error=None if problem is None else str(problem),
         )
-        return up
+        return problem
 
     def pulse(self, now: datetime | None = None) -> None:
         """Refresh the cheap signals: database up, pg_stat_statements deltas."""
         now = now or self.clock()
-        if not self._refresh_database(now):
+        if self._refresh_database(now) is not None:
             return
         if not self.config.checks.query_ratio.enabled:
             return

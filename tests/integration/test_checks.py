@@ -147,9 +147,10 @@ def test_missing_required_table_fails_and_missing_optional_is_skipped(
     migration = {**cfg.migration.model_dump(by_alias=True, mode="json"), "tables": tables}
     res = run(make_config(db_dsn, migration=migration))
     assert res[("coverage", "public.not_there")].status is Status.FAIL
-    assert "required table public.not_there does not exist" in res[
-        ("coverage", "public.not_there")
-    ].message
+    assert (
+        "required table public.not_there does not exist"
+        in res[("coverage", "public.not_there")].message
+    )
     assert res[("coverage", "public.scraper_configs")].status is Status.SKIPPED
 
 
@@ -180,7 +181,9 @@ def test_injection_shaped_table_names_are_quoted(
     }
     res = run(make_config(db_dsn, migration=migration))
     assert res[("coverage", f"public.{evil}")].status is Status.SKIPPED
-    assert res[("coverage", "public; DROP SCHEMA public CASCADE.conversations")].status is Status.FAIL
+    assert (
+        res[("coverage", "public; DROP SCHEMA public CASCADE.conversations")].status is Status.FAIL
+    )
     assert pg_conn.execute("SELECT count(*) FROM conversations").fetchone() == (
         sample.HEALTHY_TRUTH["conversations"]["total"],
     )

@@ -80,11 +80,17 @@ def _describe(exc: BaseException, db: Database) -> str:
     return db.redact(f"{type(exc).__name__}: {exc}")
 
 
-def run_suite(ctx: CheckContext) -> list[Result]:
-    """Run every enabled check once. Never raises for a check's failure."""
+def run_suite(ctx: CheckContext, *, unreachable: DatabaseError | None = None) -> list[Result]:
+    """Run every enabled check once. Never raises for a check's failure.
+
+    ``unreachable``: the database already failed a probe; every check is ``error`` at once
+    (no second wait for a connection).
+    """
     cfg = ctx.config
     results: list[Result] = []
     try:
+        if unreachable is not None:
+            raise unreachable
         with ctx.db.read_only() as cur:
             ctx.tables = {
                 t.qualified: fetch_table_info(cur, t, cfg.migration) for t in cfg.migration.tables

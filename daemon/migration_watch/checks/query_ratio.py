@@ -214,9 +214,9 @@ class QueryRatioTracker:
                     )
                 )
                 rows = cur.fetchall()
-                if any(r["queryid"] is None for r in rows) and not any(
-                    r["queryid"] is not None for r in rows
-                ):
+                # Other roles' statements show a NULL queryid without pg_read_all_stats: a
+                # partial view would give a wrong ratio, so report it as unavailable.
+                if any(r["queryid"] is None for r in rows):
                     raise _Unavailable(
                         "pg_stat_statements is not readable by this role"
                         " (GRANT pg_read_all_stats TO the migration-watch role)"

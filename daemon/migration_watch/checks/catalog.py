@@ -47,6 +47,8 @@ class TableInfo:
     attnums: dict[str, int] = field(default_factory=dict)
     primary_key: str | None = None
     indexes: dict[str, IndexInfo] = field(default_factory=dict)
+    #: Why row-level security would hide rows from this role (counts would be wrong), if so.
+    rls_hides_rows: str | None = None
 
     def has(self, column: str | None) -> bool:
         return column is not None and column in self.columns
@@ -78,8 +80,11 @@ def fetch_table_info(
     """Look a table up in the catalogs: columns, primary key, indexes and their usage, RLS."""
     cur.execute(
         tagged(
-            "SELECT c.oid, c.reltuples, c.relpages, c.relrowsecurity"
+            "SELECT c.oid, c.reltuples, c.relpages, c.relrowsecurity, c.relforcerowsecurity,"
+            " pg_catalog.pg_get_userbyid(c.relowner) = current_user AS owned,"
+            " r.rolsuper OR r.rolbypassrls AS exempt, current_user AS role"
             " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN pg_catalog.pg_roles r ON r.rolname = current_user"
             " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')"
         ),
         (table.schema_, table.name),
@@ -130,6 +135,28 @@ def fetch_table_info(
             predicate=r["predicate"],
             idx_scan=None if r["idx_scan"] is None else int(r["idx_scan"]),
         )
+    rls_hides_rows = None
+    if (
+        row["relrowsecurity"]
+        and not row["exempt"]
+        and not (row["owned"] and not row["relforcerowsecurity"])
+    ):
+        cur.execute(
+            tagged(
+                "SELECT count(*) AS n FROM pg_catalog.pg_policies"
+                " WHERE schemaname = %s AND tablename = %s AND permissive = 'PERMISSIVE'"
+                " AND cmd IN ('SELECT', 'ALL') AND btrim(qual, '() ') = 'true'"
+                " AND (roles && ARRAY['public', current_user]::name[])"
+            ),
+            (table.schema_, table.name),
+        )
+        see_all = cur.fetchone()
+        if not see_all or not see_all["n"]:
+            rls_hides_rows = (
+                f"row-level security on {table.qualified} hides rows from role {row['role']}:"
+                " counts would be wrong (give the role BYPASSRLS or a SELECT policy"
+                " USING (true), see README: least privilege)"
+            )
     if table.primary_key is not None:
         primary_key = table.primary_key if table.primary_key in columns else None
     return TableInfo(
@@ -143,6 +170,7 @@ def fetch_table_info(
         attnums=attnums,
         primary_key=primary_key,
         indexes=indexes,
+        rls_hides_rows=rls_hides_rows,
     )
 
 

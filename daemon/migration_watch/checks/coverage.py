@@ -64,6 +64,17 @@ def run(ctx: CheckContext, info: TableInfo) -> list[Result]:
         return _absent(ctx, info, f"required table {t.qualified} does not exist")
     if not info.has(m.new_column):
         return _absent(ctx, info, f"column {m.new_column} is missing from {t.qualified}")
+    if info.rls_hides_rows:
+        return [
+            Result(
+                check=c,
+                subject=s,
+                status=Status.ERROR,
+                message=info.rls_hides_rows,
+                table=t.qualified,
+            )
+            for c, s in subjects(cfg, t)
+        ]
 
     tbl = sql.Identifier(t.schema_, t.name)
     new = sql.Identifier(m.new_column)

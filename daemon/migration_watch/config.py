@@ -15,12 +15,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -29,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from .cadence import Duration, coerce_duration
 from .errors import ConfigError, ConfigProblem
 
 __all__ = [
@@ -53,31 +53,10 @@ DEFAULT_CONFIG_PATHS = (
     Path("/etc/migration-watch/migration-watch.yaml"),
 )
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
 
 def parse_duration(value: Any) -> timedelta:
-    """``"30s"``, ``"250ms"``, ``"5m"``, ``"1h"``, ``"7d"`` or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 5m or 1h")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        m = _DURATION_RE.match(value)
-        if not m:
-            raise ValueError(f"invalid duration {value!r}: use e.g. 250ms, 30s, 5m, 1h, 7d")
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        raise ValueError("expected a duration such as 30s, 5m or 1h")
-    if seconds < 0:
-        raise ValueError("duration must not be negative")
-    return timedelta(seconds=seconds)
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+    """``"30s"``, ``"250ms"``, ``"5m"``, ``"1h30m"``, ``"7d"`` or a number of seconds."""
+    return coerce_duration(value)
 
 
 def _check_identifier(value: str) -> str:

@@ -19,12 +19,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import glob
+import grp
 import os
 import pwd
 import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -206,7 +208,7 @@ class EphemeralCluster:
         if password is not None:
             params["password"] = password
         params.update(extra)
-        return make_conninfo(**params)
+        return make_conninfo("", **params)
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
         """An autocommit superuser connection to ``dbname`` (caller closes it)."""
@@ -243,6 +245,7 @@ class EphemeralCluster:
         try:
             os.chmod(self._dir, 0o700)
             if owner is not None:
+                _check_traversable(self._dir.parent, owner)
                 os.chown(self._dir, owner.pw_uid, owner.pw_gid)
             self._run(
                 [
@@ -411,6 +414,7 @@ class EphemeralCluster:
             "wal_level": "minimal",
             "max_wal_senders": "0",
             "max_wal_size": "2GB",
+            "maintenance_work_mem": "'256MB'",
             "checkpoint_timeout": "30min",
             "jit": "off",
             "timezone": "'UTC'",
@@ -459,6 +463,25 @@ class EphemeralCluster:
             time.sleep(0.05)
         with contextlib.suppress(OSError):
             pid_file.unlink()
+
+
+def _check_traversable(directory: Path, user: pwd.struct_passwd) -> None:
+    """Raise ClusterError unless ``user`` can traverse every directory down to ``directory``."""
+    groups = {g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem} | {user.pw_gid}
+    for path in [directory, *directory.parents]:
+        st = path.stat()
+        if st.st_uid == user.pw_uid:
+            allowed = bool(st.st_mode & stat.S_IXUSR)
+        elif st.st_gid in groups:
+            allowed = bool(st.st_mode & stat.S_IXGRP)
+        else:
+            allowed = bool(st.st_mode & stat.S_IXOTH)
+        if not allowed:
+            raise ClusterError(
+                f"the {user.pw_name!r} user, which runs the server when migration-watch runs as "
+                f"root, cannot traverse {path} (mode {stat.filemode(st.st_mode)}); choose a "
+                "base_dir it can reach, e.g. under /tmp"
+            )
 
 
 def _quote(value: str) -> str:

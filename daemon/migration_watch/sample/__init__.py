@@ -104,16 +104,25 @@ HEALTHY_TRUTH: Final[Mapping[str, Mapping[str, Any]]] = {
         "total": 1000, "with_new": 1000, "with_legacy": 1000, "missing_new": 0,
         "missing_without_legacy": 0, "orphans": 0, "post_deploy_total": 100,
         "post_deploy_missing": 0, "policies_on_new": 1, "policies_on_legacy": 0,
+        "backfill_ratio": 1.0, "rls_enabled": True, "orphan_ids": (),
+        "indexes": {"idx_conversations_organization_id": {
+            "exists": True, "valid": True, "ready": True, "covers_new": True}},
     },
     "customer_configs": {
         "total": 6, "with_new": 6, "with_legacy": 6, "missing_new": 0,
         "missing_without_legacy": 0, "orphans": 0, "post_deploy_total": 0,
         "post_deploy_missing": 0, "policies_on_new": 1, "policies_on_legacy": 0,
+        "backfill_ratio": 1.0, "rls_enabled": True, "orphan_ids": (),
+        "indexes": {"idx_customer_configs_organization_id": {
+            "exists": True, "valid": True, "ready": True, "covers_new": True}},
     },
     "scraper_configs": {
         "total": 6, "with_new": 6, "with_legacy": 6, "missing_new": 0,
         "missing_without_legacy": 0, "orphans": 0, "post_deploy_total": 0,
         "post_deploy_missing": 0, "policies_on_new": 1, "policies_on_legacy": 0,
+        "backfill_ratio": 1.0, "rls_enabled": True, "orphan_ids": (),
+        "indexes": {"idx_scraper_configs_organization_id": {
+            "exists": True, "valid": True, "ready": True, "covers_new": True}},
     },
 }  # fmt: skip
 
@@ -124,7 +133,8 @@ ANOMALY_TRUTH: Final[Mapping[str, Mapping[str, Any]]] = {
     "conversations": {
         "exists": True, "total": 1016, "with_new": 1000, "with_legacy": 1011,
         "missing_new": 16, "missing_without_legacy": 5, "orphans": 11,
-        "orphan_ids": tuple(range(1006, 1017)), "post_deploy_total": 104,
+        "orphan_ids": tuple(range(1006, 1017)), "backfill_ratio": 1000 / 1016,
+        "post_deploy_total": 104,
         "post_deploy_missing": 4, "rls_enabled": True, "policies_on_new": 1,
         "policies_on_legacy": 1,
         "indexes": {"idx_conversations_organization_id": {
@@ -132,7 +142,10 @@ ANOMALY_TRUTH: Final[Mapping[str, Mapping[str, Any]]] = {
     },
     "customer_configs": {
         "exists": True, "total": 9, "with_new": 6, "with_legacy": 8, "missing_new": 3,
-        "missing_without_legacy": 1, "orphans": 2, "post_deploy_total": 0,
+        "missing_without_legacy": 1, "orphans": 2, "backfill_ratio": 6 / 9,
+        "orphan_ids": ("a63a704d-c94c-88ce-c4eb-a2e698056f7e",
+                       "f317b5ff-e53b-eaa4-d225-3a1740db143e"),
+        "post_deploy_total": 0,
         "post_deploy_missing": 0, "rls_enabled": True, "policies_on_new": 0,
         "policies_on_legacy": 1,
         "indexes": {"idx_customer_configs_organization_id": {
@@ -384,8 +397,8 @@ def _insert_conversations(conn: Conn, params: Mapping[str, Any]) -> None:
         sql.SQL(
             """
             WITH ds AS (
-              SELECT array_agg(md5(%(seed)s::text || ':domain:' || k || ':' || d)::uuid ORDER BY k, d)
-                       AS domain_ids,
+              SELECT array_agg(md5(%(seed)s::text || ':domain:' || k || ':' || d)::uuid
+                               ORDER BY k, d) AS domain_ids,
                      array_agg(md5(%(seed)s::text || ':user:' || k || ':1')::uuid ORDER BY k, d)
                        AS customer_ids,
                      array_agg(md5(%(seed)s::text || ':org:' || k)::uuid ORDER BY k, d) AS org_ids,
@@ -557,9 +570,7 @@ def legacy_policy(conn: Conn, table: str, *, replace: bool = False) -> str:
     name = f"{table}_customer_access"
     target = sql.Identifier(SCHEMA, table)
     with conn.transaction():
-        conn.execute(
-            sql.SQL("DROP POLICY IF EXISTS {} ON {}").format(sql.Identifier(name), target)
-        )
+        conn.execute(sql.SQL("DROP POLICY IF EXISTS {} ON {}").format(sql.Identifier(name), target))
         conn.execute(
             sql.SQL(
                 "CREATE POLICY {} ON {} FOR ALL TO authenticated "
@@ -578,9 +589,7 @@ def legacy_policy(conn: Conn, table: str, *, replace: bool = False) -> str:
 def disable_rls(conn: Conn, table: str) -> None:
     """``ALTER TABLE … DISABLE ROW LEVEL SECURITY`` (policies stay, but are not applied)."""
     conn.execute(
-        sql.SQL("ALTER TABLE {} DISABLE ROW LEVEL SECURITY").format(
-            sql.Identifier(SCHEMA, table)
-        )
+        sql.SQL("ALTER TABLE {} DISABLE ROW LEVEL SECURITY").format(sql.Identifier(SCHEMA, table))
     )
 
 
@@ -756,7 +765,9 @@ class Truth:
                         for ikey, iwant in index_facts.items():
                             got = getattr(got_index, ikey, None)
                             if got != iwant:
-                                problems.append(f"{table}.indexes.{index}.{ikey}: {got!r} != {iwant!r}")
+                                problems.append(
+                                    f"{table}.indexes.{index}.{ikey}: {got!r} != {iwant!r}"
+                                )
                     continue
                 got = getattr(actual, key)
                 if got != want:

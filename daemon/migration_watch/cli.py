@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NoReturn, TextIO
 
 import structlog
@@ -71,8 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="run the suite once (the default)")
     p.add_argument("--format", choices=["table", "json"], default="table")
 
-    p = sub.add_parser("run", help="run the service (/metrics, /health, scheduled checks)")
+    p = sub.add_parser("run", help="run the service (/metrics, /health, the 7-day cadence)")
     _add_config(p)
+    p.add_argument("--deployed-at", type=_timestamp, metavar="T", help="deployment time (T0)")
+
+    p = sub.add_parser("schedule", help="print the plan of the monitoring week")
+    _add_config(p)
+    p.add_argument("--deployed-at", type=_timestamp, metavar="T", help="deployment time (T0)")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+
+    p = sub.add_parser("mark-deployed", help="tell the running daemon the new code is deployed")
+    _add_config(p)
+    p.add_argument("--at", type=_timestamp, metavar="T", help="deployment time (default: now)")
+    p.add_argument("--url", help="daemon URL (default: from http.listen)")
+
+    p = sub.add_parser("trigger", help="ask the running daemon for an extra run now")
+    _add_config(p)
+    p.add_argument("--url", help="daemon URL (default: from http.listen)")
 
     p = sub.add_parser("config", help="configuration tools")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", parser_class=_Parser)
@@ -81,6 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(v)
     csub.add_parser("example", help="print the shipped example configuration")
     return parser
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid time {text!r}: use ISO 8601, e.g. 2025-10-23T09:00:00Z"
+        ) from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"time {text!r} needs a timezone, e.g. a trailing Z")
+    return value.astimezone(UTC)
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -150,8 +177,94 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from .service import Service
 
     config = _config(args)
-    Service(config).serve_forever()
+    configure_logging(config.logging.level, args.log_format or config.logging.format)
+    Service(config, deployed_at=args.deployed_at).serve_forever()
     return EXIT_OK
+
+
+def cmd_schedule(args: argparse.Namespace, out: TextIO) -> int:
+    from .cadence import Schedule
+    from .state import SqliteStateStore
+
+    config = _config(args)
+    now = datetime.now(UTC)
+    completed: dict[int, Any] = {}
+    extras: list[datetime] = []
+    deployed_at, source = args.deployed_at, "cli"
+    if config.state.path.exists():
+        with SqliteStateStore(config.state.path) as store:
+            completed = dict(store.completed_runs())
+            extras = store.extra_runs()
+            marker = store.get_deployment()
+        if deployed_at is None and marker is not None:
+            deployed_at, source = marker.deployed_at, marker.source
+    if deployed_at is None and config.migration.deployed_at is not None:
+        deployed_at, source = config.migration.deployed_at, "config"
+    if deployed_at is None:
+        raise ConfigError(
+            "deployment time unknown: give --deployed-at, set migration.deployed_at,"
+            " or run `migration-watch mark-deployed` against the daemon"
+        )
+    schedule = Schedule(deployed_at, config.cadence.phases())
+    doc = schedule.to_json(now, completed, extras, source=source)
+    if args.format == "json":
+        out.write(json.dumps(doc, indent=2) + "\n")
+        return EXIT_OK
+    out.write(f"deployed_at {doc['deployed_at']} (source: {source})\n")
+    rows = [("AT", "DAY", "PHASE", "STATE")]
+    rows += [(r["at"], str(r["day"]), r["phase"], r["state"]) for r in doc["runs"]]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        out.write("  ".join([*(row[i].ljust(widths[i]) for i in range(3)), row[3]]) + "\n")
+    out.write(f"verdict_at {doc['verdict_at']}\n")
+    return EXIT_OK
+
+
+def _daemon_url(config: Config, url: str | None) -> str:
+    if url:
+        return url.rstrip("/")
+    host = config.http.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.http.port}"
+
+
+def _post(config: Config, url: str | None, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    import httpx
+
+    headers = {}
+    token = config.http.admin_token
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token.get_secret_value()}"
+    target = _daemon_url(config, url) + path
+    try:
+        resp = httpx.post(target, json=body, headers=headers, timeout=10)
+    except httpx.HTTPError as exc:
+        raise MigrationWatchError(f"cannot reach the daemon at {target}: {exc}") from None
+    try:
+        data = resp.json()
+    except ValueError:
+        data = resp.text
+    return resp.status_code, data
+
+
+def cmd_mark_deployed(args: argparse.Namespace, out: TextIO) -> int:
+    config = _config(args)
+    body = {"at": args.at.isoformat()} if args.at else {}
+    status, data = _post(config, args.url, "/deployment", body)
+    out.write(json.dumps(data) + "\n")
+    return EXIT_OK if status == 200 else EXIT_USAGE if status in (400, 401) else EXIT_ERROR
+
+
+def cmd_trigger(args: argparse.Namespace, out: TextIO) -> int:
+    config = _config(args)
+    status, data = _post(config, args.url, "/run", {})
+    out.write(json.dumps(data) + "\n")
+    if status == 202:
+        return EXIT_OK
+    return EXIT_FAIL if status == 409 else EXIT_USAGE if status == 401 else EXIT_ERROR
 
 
 def cmd_config(args: argparse.Namespace, out: TextIO) -> int:
@@ -174,7 +287,14 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     except SystemExit as exc:
         return int(exc.code or 0)
     configure_logging(fmt=args.log_format or "auto")
-    handlers = {"check": cmd_check, "run": cmd_run, "config": cmd_config}
+    handlers = {
+        "check": cmd_check,
+        "run": cmd_run,
+        "config": cmd_config,
+        "schedule": cmd_schedule,
+        "mark-deployed": cmd_mark_deployed,
+        "trigger": cmd_trigger,
+    }
     try:
         return handlers[args.command](args, out)
     except ConfigError as exc:

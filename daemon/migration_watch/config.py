@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from .cadence import Duration, coerce_duration
+from .cadence import CadenceConfig, Duration, coerce_duration
 from .errors import ConfigError, ConfigProblem
 
 __all__ = [
@@ -267,17 +267,22 @@ class ChecksConfig(_Model):
 class ServiceConfig(_Model):
     """The long-running service."""
 
-    #: Interval of the full check suite when no cadence applies.
-    interval: Duration = timedelta(minutes=5)
-    #: How often the cheap signals (database up, pg_stat_statements deltas) are refreshed.
+    #: How often the cheap signals (database up, pg_stat_statements deltas, log counters,
+    #: alert delivery) are refreshed, in real time (never scaled).
     pulse: Duration = timedelta(seconds=60)
 
-    @field_validator("interval", "pulse")
+    @field_validator("pulse")
     @classmethod
     def _positive(cls, v: timedelta) -> timedelta:
         if v.total_seconds() < 0.05:
             raise ValueError("must be at least 50ms")
         return v
+
+
+class StateConfig(_Model):
+    """The durable state store (run history, baseline, alerts, outbox, log offsets)."""
+
+    path: Path = Path("migration-watch.state.sqlite")
 
 
 class LoggingConfig(_Model):
@@ -294,6 +299,9 @@ class Config(_Model):
     http: HttpConfig = HttpConfig()
     checks: ChecksConfig = ChecksConfig()
     service: ServiceConfig = ServiceConfig()
+    state: StateConfig = StateConfig()
+    #: The monitoring week's phases (default: the checklist's hourly / twice-daily / daily).
+    cadence: CadenceConfig = Field(default_factory=CadenceConfig.default)
     logging: LoggingConfig = LoggingConfig()
 
     #: Where the configuration came from (for messages); not part of the YAML.

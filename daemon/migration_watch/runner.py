@@ -76,7 +76,12 @@ class Runner:
         self.db = db
         self.clock = clock
         self.ratio = ratio or QueryRatioTracker()
-        self._deployed_at = deployed_at or (lambda: config.migration.deployed_at)
+        #: T0 as currently known (it may change: deploy marker).
+        self.deployed_at: Callable[[], datetime | None] = deployed_at or (
+            lambda: config.migration.deployed_at
+        )
+        #: Further checks run with the suite (latency probes, log windows): ``now`` → results.
+        self.extra_checks: list[Callable[[datetime], list[Result]]] = []
         self._run_lock = threading.Lock()
         self._lock = threading.Lock()
         self._view = RunnerView()
@@ -111,10 +116,16 @@ class Runner:
             config=self.config,
             db=self.db,
             now=now,
-            deployed_at=self._deployed_at(),
+            deployed_at=self.deployed_at(),
             ratio=self.ratio,
         )
-        results = tuple(run_suite(ctx, unreachable=problem))
+        results_list = run_suite(ctx, unreachable=problem)
+        for extra in self.extra_checks:
+            try:
+                results_list += extra(now)
+            except Exception:
+                log.exception("extra check failed")
+        results = tuple(results_list)
         duration = time.perf_counter() - started
         outcome = RunOutcome(
             results=results, started_at=now, finished_at=now, duration_seconds=duration
@@ -129,6 +140,11 @@ class Runner:
             duration_seconds=round(duration, 3),
         )
         return outcome
+
+    def restore(self, outcome: RunOutcome) -> None:
+        """Serve a previously recorded run's results (after a restart) until the next run."""
+        with self._lock:
+            self._view = _replace(self._view, results=outcome.results, last_run=outcome)
 
     def _record(self, outcome: RunOutcome) -> None:
         with self._lock:

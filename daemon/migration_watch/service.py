@@ -1,36 +1,44 @@
 """The long-running service: scheduler + HTTP server + signals, wired together.
 
-Threads, chosen once: APScheduler's ``BackgroundScheduler`` runs the suite and the pulse, a
-threaded HTTP server answers scrapes and probes from memory, the database is reached through a
-small sync pool. ``SIGTERM``/``SIGINT`` stop everything within a few seconds (statements in
-flight are cancelled).
+Threads, chosen once: APScheduler's ``BackgroundScheduler`` fires the cadence (a
+:class:`~migration_watch.cadence.CadenceTrigger` in real time, mapped from the virtual clock) and
+the pulse (real time, never scaled); a threaded HTTP server answers scrapes and probes from
+memory; the database is reached through a small sync pool; the state store has one writer lock.
+``SIGTERM``/``SIGINT`` stop everything within a few seconds (statements in flight are
+cancelled); ``SIGUSR1`` asks for an extra run.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import FrameType
+from typing import Any
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from .cadence import CadenceTrigger, Clock, Schedule, SystemClock
+from .checks.query_ratio import QueryRatioTracker, Snapshot
 from .config import Config
 from .db import Database
-from .http import HttpServer
+from .http import HttpServer, Request, Response, is_admin
 from .metrics import build_registry
 from .runner import Runner
+from .state import SqliteStateStore, StateStore
+from .week import Week
 
 __all__ = ["Service"]
 
 log = structlog.get_logger(__name__)
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+_SNAPSHOT_KEY = "pg_stat_statements.snapshot"
+_TOTALS_KEY = "pg_stat_statements.totals"
 
 
 class Service:
@@ -40,79 +48,169 @@ class Service:
         self,
         config: Config,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Clock | None = None,
+        deployed_at: datetime | None = None,
+        store: StateStore | None = None,
         host: str | None = None,
         port: int | None = None,
+        pulse: timedelta | None = None,
     ) -> None:
         self.config = config
-        self.clock = clock
+        self.clock: Clock = clock or SystemClock()
+        self.store: StateStore = store or SqliteStateStore(config.state.path, now=self.clock.now)
         self.db = Database(config.database)
-        self.runner = Runner(config, self.db, clock=clock)
+        self.runner = Runner(config, self.db, clock=self.clock.now, ratio=self._restore_ratio())
+        self.week = Week(config, self.runner, self.store, self.clock, cli_deployed_at=deployed_at)
+        self.runner.deployed_at = self.week.deployed_at  # T0 may change (deploy marker)
         self.registry, self.collector = build_registry(config, self.runner)
+        self.collector.extra.append(self.week.collect)
         self.http = HttpServer(
             self.runner,
             self.registry,
             host=host if host is not None else config.http.host,
             port=port if port is not None else config.http.port,
         )
-        self.http.ready_checks.append(
-            lambda: None if self.runner.view().runs_completed else "no check run completed yet"
-        )
+        self.http.ready_checks.append(self.week.ready_reason)
+        self.http.health_extras.append(self.week.health)
+        self.http.add_route("POST", "/run", self._post_run, body_limit=4096)
+        self.http.add_route("POST", "/deployment", self._post_deployment, body_limit=4096)
+        self.pulse_interval = pulse or config.service.pulse
         self.scheduler = BackgroundScheduler(timezone=UTC)
+        self.week.on_schedule_change.append(self._schedule_changed)
+        #: Called on every pulse after the runner's (logs, alert delivery...).
+        self.on_pulse: list[Callable[[], None]] = []
         self._stop = threading.Event()
+
+    # ------------------------------------------------------------------ state
+    def _restore_ratio(self) -> QueryRatioTracker:
+        raw = self.store.get_meta(_SNAPSHOT_KEY)
+        tracker = QueryRatioTracker(snapshot=Snapshot.from_json(raw) if raw else None)
+        totals = self.store.get_meta(_TOTALS_KEY)
+        if isinstance(totals, dict):
+            for usage, n in totals.items():
+                if usage in tracker.totals:
+                    tracker.totals[usage] = int(n)
+        return tracker
+
+    def _persist_ratio(self) -> None:
+        snap = self.runner.ratio.snapshot
+        if snap is None:
+            return
+        self.store.set_meta_many(
+            {_SNAPSHOT_KEY: snap.to_json(), _TOTALS_KEY: dict(self.runner.ratio.totals)}
+        )
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self.db.open()
+        self.week.restore()
         self.http.start()
-        svc = self.config.service
         now = datetime.now(UTC)
         self.scheduler.add_job(
             self._pulse,
-            IntervalTrigger(seconds=svc.pulse.total_seconds(), timezone=UTC),
+            IntervalTrigger(seconds=self.pulse_interval.total_seconds(), timezone=UTC),
             id="pulse",
             next_run_time=now,
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,
         )
-        self.scheduler.add_job(
-            self._run,
-            IntervalTrigger(seconds=svc.interval.total_seconds(), timezone=UTC),
-            id="suite",
-            next_run_time=now + timedelta(milliseconds=50),
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-        )
+        # Start-up: one catch-up tick (a run missed while down runs once, marked late).
+        self.scheduler.add_job(self._tick, DateTrigger(run_date=now, timezone=UTC), id="catch-up")
+        self._schedule_changed(self.week.schedule())
         self.scheduler.start()
+        d = self.week.deployment()
         log.info(
             "service started",
             migration=self.config.migration.name,
             url=self.http.url,
-            interval_seconds=svc.interval.total_seconds(),
+            deployed_at=d.deployed_at.isoformat() if d else None,
+            deployed_at_source=d.source if d else None,
+            speed=self.clock.speed,
         )
+
+    def _schedule_changed(self, schedule: Schedule | None) -> None:
+        if schedule is None:
+            return
+        trigger = CadenceTrigger(schedule, self.clock)
+        if self.scheduler.get_job("cadence") is None:
+            self.scheduler.add_job(
+                self._tick,
+                trigger,
+                id="cadence",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        else:
+            self.scheduler.reschedule_job("cadence", trigger=trigger)
+        if self.scheduler.running:
+            self.scheduler.add_job(self._tick, DateTrigger(run_date=datetime.now(UTC)))
 
     def _pulse(self) -> None:
         try:
             self.runner.pulse()
+            self._persist_ratio()
         except Exception:
             log.exception("pulse failed")
+        for hook in self.on_pulse:
+            try:
+                hook()
+            except Exception:
+                log.exception("pulse hook failed")
 
-    def _run(self) -> None:
+    def _tick(self) -> None:
         try:
-            self.runner.run_once(block=False)
+            self.week.tick()
+            self._persist_ratio()
         except Exception:
-            log.exception("check run failed")
+            log.exception("cadence tick failed")
 
+    # ------------------------------------------------------------------ admin endpoints
+    def _admin_token(self) -> str | None:
+        t = self.config.http.admin_token
+        return t.get_secret_value() if t is not None else None
+
+    def _post_run(self, request: Request) -> Response:
+        if not is_admin(request, self._admin_token()):
+            return Response.json({"error": "unauthorized"}, 401)
+        run_id = self.week.start_extra()
+        if run_id is None:
+            return Response.json({"error": "a run is in progress"}, 409)
+        return Response.json({"run_id": run_id, "state": "extra"}, 202)
+
+    def _post_deployment(self, request: Request) -> Response:
+        if not is_admin(request, self._admin_token()):
+            return Response.json({"error": "unauthorized"}, 401)
+        at: datetime | None = None
+        if request.body.strip():
+            try:
+                body: Any = json.loads(request.body)
+                raw = body.get("at") if isinstance(body, dict) else None
+                if raw is not None:
+                    at = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+                    if at.tzinfo is None:
+                        raise ValueError("timezone missing")
+                    at = at.astimezone(UTC)
+            except (ValueError, AttributeError) as exc:
+                return Response.json({"error": f"invalid body: {exc}"}, 400)
+        d = self.week.mark_deployed(at)
+        return Response.json({"deployed_at": d.deployed_at.isoformat(), "source": d.source})
+
+    # ------------------------------------------------------------------ signals
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
         if signum is not None:
             log.info("stopping", signal=signal.Signals(signum).name)
         self._stop.set()
 
+    def _sigusr1(self, signum: int, frame: FrameType | None) -> None:
+        run_id = self.week.start_extra()
+        log.info("extra run requested (SIGUSR1)", run_id=run_id, started=run_id is not None)
+
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGUSR1, self._sigusr1)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._stop.wait(timeout)
@@ -126,6 +224,7 @@ class Service:
         self.db.cancel_running()
         self.http.stop()
         self.db.close()
+        self.store.close()
         log.info("service stopped")
 
     def serve_forever(self) -> None:

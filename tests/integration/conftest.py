@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,8 +47,9 @@ def sample_config_data(dsn: str, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def make_config() -> Callable[..., Config]:
+def make_config(tmp_path: Path) -> Callable[..., Config]:
     def _make(dsn: str, **overrides: Any) -> Config:
+        overrides.setdefault("state", {"path": str(tmp_path / "state.sqlite")})
         return parse_config(sample_config_data(dsn, **overrides), env={})
 
     return _make

@@ -42,6 +42,7 @@ SCHEMA = json.loads(
 
 
 def write_config(tmp_path: Path, dsn: str, **overrides: Any) -> Path:
+    overrides.setdefault("state", {"path": str(tmp_path / "state.sqlite")})
     p = tmp_path / "mw.yaml"
     p.write_text(yaml.safe_dump(sample_config_data(dsn, **overrides)))
     return p
@@ -168,7 +169,7 @@ def value(
 
 @pytest.fixture
 def service(db_dsn: str, make_config: MakeConfig) -> Iterator[Service]:
-    cfg = make_config(db_dsn, service={"interval": "1h", "pulse": "1h"})
+    cfg = make_config(db_dsn, service={"pulse": "1h"})
     svc = Service(cfg)
     svc.start()
     try:
@@ -317,7 +318,7 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path, db_dsn: str) -> None:
     cfg = write_config(
         tmp_path,
         db_dsn,
-        service={"interval": "1h", "pulse": "1h"},
+        service={"pulse": "1h"},
         http={"listen": f"127.0.0.1:{port}"},
     )
     log_path = tmp_path / "stderr.log"

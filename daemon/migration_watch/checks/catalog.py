@@ -82,7 +82,8 @@ def fetch_table_info(
         tagged(
             "SELECT c.oid, c.reltuples, c.relpages, c.relrowsecurity, c.relforcerowsecurity,"
             " pg_catalog.pg_get_userbyid(c.relowner) = current_user AS owned,"
-            " r.rolsuper OR r.rolbypassrls AS exempt, current_user AS role"
+            " r.rolsuper OR r.rolbypassrls AS exempt, current_user AS role,"
+            " pg_catalog.has_table_privilege(c.oid, 'SELECT') AS can_select"
             " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
             " JOIN pg_catalog.pg_roles r ON r.rolname = current_user"
             " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')"
@@ -136,7 +137,12 @@ def fetch_table_info(
             idx_scan=None if r["idx_scan"] is None else int(r["idx_scan"]),
         )
     rls_hides_rows = None
-    if (
+    if not row["can_select"]:
+        rls_hides_rows = (
+            f"permission denied: role {row['role']} lacks SELECT on {table.qualified}"
+            " (see README: least privilege)"
+        )
+    elif (
         row["relrowsecurity"]
         and not row["exempt"]
         and not (row["owned"] and not row["relforcerowsecurity"])

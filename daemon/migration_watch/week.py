@@ -1,0 +1,295 @@
+"""The 7-day week: T0, the cadence runs, their durable record, extra runs and the verdict.
+
+:class:`Week` sits between the scheduler and the :class:`~migration_watch.runner.Runner`. It is
+driven by :meth:`tick` (fired by a :class:`~migration_watch.cadence.CadenceTrigger` and once at
+start-up): it asks the pure :class:`~migration_watch.cadence.Schedule` which run is due given the
+store's completed runs (a missed run is caught up once, marked ``late``; a run never executes
+twice), runs the suite, and writes the results and the run's completion in one fsynced
+transaction before the run counts as done. T0 comes from ``--deployed-at`` (source ``cli``), a
+deploy marker persisted in the store (``marker``) or ``migration.deployed_at`` (``config``), in
+that order of precedence.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from .cadence import DEFAULT_GRACE, Clock, RunState, Schedule
+from .config import Config
+from .errors import StateError
+from .runner import Runner, RunOutcome
+from .state import StateStore
+
+__all__ = ["Deployment", "RunHook", "Week"]
+
+log = structlog.get_logger(__name__)
+
+_P = "migration_watch_"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    deployed_at: datetime
+    source: str  # config | cli | marker
+
+
+#: Called after every recorded run: (run id, state, outcome).
+RunHook = Callable[[int, str, RunOutcome], None]
+
+
+class Week:
+    """Keeps the cadence for one deployment; thread-safe (one run at a time)."""
+
+    def __init__(
+        self,
+        config: Config,
+        runner: Runner,
+        store: StateStore,
+        clock: Clock,
+        *,
+        cli_deployed_at: datetime | None = None,
+    ) -> None:
+        self.config = config
+        self.runner = runner
+        self.store = store
+        self.clock = clock
+        self._cli = cli_deployed_at
+        self._lock = threading.Lock()
+        self._phases = config.cadence.phases()
+        self.on_run: list[RunHook] = []
+        #: Called at the verdict time (and for the provisional verdict in /health, report).
+        self.on_verdict: list[Callable[[datetime], None]] = []
+        self.on_schedule_change: list[Callable[[Schedule | None], None]] = []
+
+    # ------------------------------------------------------------------ T0
+    def deployment(self) -> Deployment | None:
+        if self._cli is not None:
+            return Deployment(self._cli, "cli")
+        marker = self.store.get_deployment()
+        if marker is not None:
+            return Deployment(marker.deployed_at, marker.source)
+        if self.config.migration.deployed_at is not None:
+            return Deployment(self.config.migration.deployed_at, "config")
+        return None
+
+    def deployed_at(self) -> datetime | None:
+        d = self.deployment()
+        return None if d is None else d.deployed_at
+
+    def schedule(self) -> Schedule | None:
+        d = self.deployment()
+        return None if d is None else Schedule(d.deployed_at, self._phases)
+
+    def mark_deployed(self, at: datetime | None = None) -> Deployment:
+        """Persist a deploy marker (``POST /deployment``); it replaces a CLI or config T0."""
+        when = at or self.clock.now()
+        self.store.set_deployment(when, "marker", recorded_at=self.clock.now())
+        self._cli = None
+        log.info("deployment marked", deployed_at=when.isoformat())
+        schedule = self.schedule()
+        for hook in self.on_schedule_change:
+            hook(schedule)
+        return Deployment(when, "marker")
+
+    def active(self, now: datetime | None = None) -> bool:
+        """T0 is known and has passed: runs are planned."""
+        t0 = self.deployed_at()
+        return t0 is not None and t0 <= (now or self.clock.now())
+
+    # ------------------------------------------------------------------ running
+    def _grace(self) -> timedelta:
+        return max(DEFAULT_GRACE, timedelta(seconds=2) * self.clock.speed)
+
+    def tick(self) -> int | None:
+        """Run the due cadence point, if any (coalesced catch-up), then the verdict when due.
+
+        Returns the id of the run recorded, or None.
+        """
+        with self._lock:
+            run_id = self._tick_locked()
+        schedule = self.schedule()
+        if schedule is not None and schedule.is_over(self.clock.now()):
+            for hook in self.on_verdict:
+                hook(self.clock.now())
+        return run_id
+
+    def _tick_locked(self) -> int | None:
+        schedule = self.schedule()
+        if schedule is None:
+            return None
+        now = self.clock.now()
+        due = schedule.due_run(now, self.store.completed_runs(), grace=self._grace())
+        if due is None:
+            return None
+        try:
+            run_id = self.store.begin_run(
+                state=due.state,
+                started_at=now,
+                planned_index=due.index,
+                planned_at=due.at,
+                delay_seconds=due.delay.total_seconds(),
+                superseded=due.supersedes,
+            )
+        except StateError as exc:
+            log.info("cadence run skipped", reason=str(exc))
+            return None
+        bound = log.bind(run_id=run_id, planned_at=due.at.isoformat(), state=due.state.value)
+        if due.state is RunState.LATE:
+            bound.warning(
+                "late cadence run (catch-up)",
+                delay_seconds=round(due.delay.total_seconds(), 3),
+                superseded=list(due.supersedes),
+            )
+        self._execute(run_id, due.state.value, now)
+        return run_id
+
+    def run_extra(self) -> int | None:
+        """An on-demand run (``SIGUSR1``, ``POST /run``); None while another run is in progress.
+
+        Recorded with state ``extra``; it does not move the cadence.
+        """
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            now = self.clock.now()
+            run_id = self.store.begin_run(state=RunState.EXTRA, started_at=now)
+            self._execute(run_id, RunState.EXTRA.value, now)
+            return run_id
+        finally:
+            self._lock.release()
+
+    def start_extra(self) -> int | None:
+        """Like :meth:`run_extra` but returns the run id at once and runs in a thread."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            now = self.clock.now()
+            run_id = self.store.begin_run(state=RunState.EXTRA, started_at=now)
+        except BaseException:
+            self._lock.release()
+            raise
+
+        def work() -> None:
+            try:
+                self._execute(run_id, RunState.EXTRA.value, now)
+            except Exception:
+                log.exception("extra run failed", run_id=run_id)
+            finally:
+                self._lock.release()
+
+        threading.Thread(target=work, name=f"extra-run-{run_id}", daemon=True).start()
+        return run_id
+
+    @property
+    def running(self) -> bool:
+        return self._lock.locked()
+
+    def _execute(self, run_id: int, state: str, now: datetime) -> None:
+        outcome = self.runner.run_once(now)
+        assert outcome is not None  # blocking call
+        self.store.finish_run(run_id, list(outcome.results), finished_at=self.clock.now())
+        log.info("run recorded", run_id=run_id, state=state, status=outcome.status.value)
+        for hook in self.on_run:
+            try:
+                hook(run_id, state, outcome)
+            except Exception:
+                log.exception("run hook failed", run_id=run_id)
+
+    def restore(self) -> None:
+        """After a restart: serve the latest recorded run's results until the next run."""
+        history = [r for r in self.store.run_history(limit=5) if r.finished_at is not None]
+        if not history:
+            return
+        last = max(history, key=lambda r: r.started_at)
+        results = self.store.results_for_run(last.id)
+        if results:
+            self.runner.restore(
+                RunOutcome(
+                    results=tuple(results),
+                    started_at=last.started_at,
+                    finished_at=last.finished_at or last.started_at,
+                    duration_seconds=0.0,
+                )
+            )
+
+    # ------------------------------------------------------------------ reporting
+    def tally(self, now: datetime | None = None) -> dict[str, int]:
+        schedule = self.schedule()
+        out = dict.fromkeys(("done", "late", "missed", "extra"), 0)
+        if schedule is None:
+            out["extra"] = len(self.store.extra_runs())
+            return out
+        counts = schedule.tally(
+            now or self.clock.now(), self.store.completed_runs(), self.store.extra_runs()
+        )
+        for state in out:
+            out[state] = counts[RunState(state)]
+        return out
+
+    def health(self) -> dict[str, Any]:
+        now = self.clock.now()
+        d = self.deployment()
+        schedule = self.schedule()
+        cadence: dict[str, Any] | None = None
+        if schedule is not None:
+            nxt = schedule.next_run(now)
+            phase = schedule.phase_at(now)
+            cadence = {
+                "day": schedule.current_day(now),
+                "phase": phase.name if phase else None,
+                "next_run": nxt.at.isoformat() if nxt else None,
+                "verdict_at": schedule.verdict_at.isoformat(),
+                "over": schedule.is_over(now),
+                "runs": self.tally(now),
+            }
+        return {
+            "now": now.isoformat(),
+            "deployment": None
+            if d is None
+            else {"deployed_at": d.deployed_at.isoformat(), "source": d.source},
+            "cadence": cadence,
+        }
+
+    def ready_reason(self) -> str | None:
+        """None when ready. Before T0 (unknown or future) only the database matters."""
+        if not self.active():
+            return None
+        if self.runner.view().runs_completed:
+            return None
+        return "no check run completed yet"
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.clock.now()
+        schedule = self.schedule()
+        day = GaugeMetricFamily(
+            _P + "cadence_day", "Day of the monitoring week (1-7; 8 after the week)."
+        )
+        nxt = GaugeMetricFamily(
+            _P + "next_run_timestamp_seconds", "Unix time of the next planned cadence run."
+        )
+        deployed = GaugeMetricFamily(
+            _P + "deployed_timestamp_seconds", "Unix time of the deployment (T0)."
+        )
+        if schedule is not None:
+            deployed.add_metric([], schedule.deployed_at.timestamp())
+            if now >= schedule.deployed_at:
+                day.add_metric([], float(schedule.current_day(now)))
+            run = schedule.next_run(now)
+            if run is not None:
+                nxt.add_metric([], run.at.timestamp())
+        yield day
+        yield nxt
+        yield deployed
+        runs = CounterMetricFamily(
+            _P + "runs", "Cadence runs by state (done, late, missed, extra).", labels=["state"]
+        )
+        for state, n in self.tally(now).items():
+            runs.add_metric([state], float(n))
+        yield runs

@@ -73,8 +73,8 @@ def test_anomalies_are_measured_exactly(
     assert "table scan" in c.details["missing_counted_via"]
     o = res[("orphans", "public.conversations")]
     assert o.status is Status.FAIL and o.observed["orphans"] == conv.orphans == 11
-    assert len(o.details["sample_ids"]) == 5
-    assert set(o.details["sample_ids"]) <= set(conv.orphan_ids)
+    # Without a usable index the samples come from the counting pass: oldest and newest orphan.
+    assert o.details["sample_ids"] == [min(conv.orphan_ids), max(conv.orphan_ids)]
     p = res[("post_deploy_writes", "public.conversations")]
     assert p.status is Status.FAIL and p.observed["post_deploy_missing"] == conv.post_deploy_missing
     s = res[("schema", "public.conversations")]

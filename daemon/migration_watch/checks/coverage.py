@@ -105,6 +105,8 @@ def run(ctx: CheckContext, info: TableInfo) -> list[Result]:
     params: dict[str, Any] = {"deployed": deployed, "pct": pct}
     scale = 100.0 / pct if estimated else 1.0
 
+    sample_ids: list[Any] = []
+    sample_size = cfg.checks.orphans.sample_size
     with ctx.db.read_only() as cur:
         if null_index is not None:
             # Two passes, each the cheapest possible: totals, then the IS NULL rows by index.
@@ -138,12 +140,23 @@ def run(ctx: CheckContext, info: TableInfo) -> list[Result]:
                     f" WHERE {null_index.predicate}"
                 )
         else:
+            # Sample ids come from the same pass (the oldest and the newest orphan: a backfill
+            # miss and a code path still writing): a second LIMIT query would be another full
+            # scan when orphans are rare or sit at the end of the table.
+            pk_expr: sql.Composable = sql.SQL("NULL::text")
+            if has_legacy and info.primary_key and sample_size > 0:
+                pk_expr = sql.Identifier(info.primary_key)
+                if info.columns.get(info.primary_key) == "uuid":  # no min/max for uuid in PG15
+                    pk_expr = sql.SQL("{}::text").format(pk_expr)
             q_all = sql.SQL(
                 "SELECT count(*) AS total, {legacy} AS with_legacy,"
                 " count(*) FILTER (WHERE {new} IS NULL) AS missing,"
                 " count(*) FILTER (WHERE {new} IS NULL AND {legacy_nn}) AS orphans,"
+                " min({pk}) FILTER (WHERE {new} IS NULL AND {legacy_nn}) AS first_orphan,"
+                " max({pk}) FILTER (WHERE {new} IS NULL AND {legacy_nn}) AS last_orphan,"
                 " {post_all} AS post FROM {tbl}{s}"
             ).format(
+                pk=pk_expr,
                 legacy=legacy_count,
                 new=new,
                 legacy_nn=sql.SQL("{} IS NOT NULL").format(legacy)
@@ -169,9 +182,17 @@ def run(ctx: CheckContext, info: TableInfo) -> list[Result]:
             post = None if row["post"] is None else round(row["post"] * scale)
             null_exact = not estimated
             details["missing_counted_via"] = "table scan (no valid index on the new column)"
-        sample_ids: list[Any] = []
-        sample_size = cfg.checks.orphans.sample_size
-        if orphans > 0 and has_legacy and info.primary_key and sample_size > 0:
+            for key in ("first_orphan", "last_orphan"):
+                value = _jsonable(row[key])
+                if value is not None and value not in sample_ids:
+                    sample_ids.append(value)
+        if (
+            null_index is not None
+            and orphans > 0
+            and has_legacy
+            and info.primary_key
+            and sample_size > 0
+        ):
             q_ids = sql.SQL(
                 "SELECT {pk} AS id FROM {tbl}"
                 " WHERE {new} IS NULL AND {legacy} IS NOT NULL LIMIT %(n)s"

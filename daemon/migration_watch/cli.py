@@ -80,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deployed-at", type=_timestamp, metavar="T", help="deployment time (T0)")
     p.add_argument("--format", choices=["table", "json"], default="table")
 
+    p = sub.add_parser("baseline", help="the pre-deploy performance baseline")
+    bsub = p.add_subparsers(dest="baseline_command", metavar="ACTION", parser_class=_Parser)
+    bsub.required = True
+    b = bsub.add_parser("record", help="record statement and probe timings now")
+    _add_config(b)
+    b = bsub.add_parser("show", help="print the recorded baseline")
+    _add_config(b)
+
     p = sub.add_parser("mark-deployed", help="tell the running daemon the new code is deployed")
     _add_config(p)
     p.add_argument("--at", type=_timestamp, metavar="T", help="deployment time (default: now)")
@@ -162,6 +170,12 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     config = _config(args)
     with Database(config.database) as db:
         runner = Runner(config, db)
+        if config.probes and config.state.path.exists():
+            from .state import SqliteStateStore
+
+            with SqliteStateStore(config.state.path) as store:
+                baseline = store.load_baseline()
+            runner.baseline = lambda: baseline
         outcome = runner.run_once()
         assert outcome is not None
     if args.format == "json":
@@ -250,6 +264,35 @@ def _post(config: Config, url: str | None, path: str, body: dict[str, Any]) -> t
     return resp.status_code, data
 
 
+def cmd_baseline(args: argparse.Namespace, out: TextIO) -> int:
+    from .baseline import record_baseline
+    from .db import Database
+    from .state import SqliteStateStore
+
+    config = _config(args)
+    if args.baseline_command == "show":
+        if not config.state.path.exists():
+            raise ConfigError(f"no state file at {config.state.path}: record a baseline first")
+        with SqliteStateStore(config.state.path) as store:
+            baseline = store.load_baseline()
+        if baseline is None:
+            out.write("no baseline recorded\n")
+            return EXIT_FAIL
+    else:
+        with Database(config.database) as db:
+            baseline = record_baseline(db, config, config.probes, datetime.now(UTC))
+        with SqliteStateStore(config.state.path) as store:
+            store.save_baseline(baseline)
+    out.write(f"baseline recorded at {baseline.recorded_at.isoformat()}\n")
+    out.write(f"  {len(baseline.statements)} statements on the watched tables\n")
+    for p in baseline.probes:
+        out.write(f"  probe {p.name}: median {p.median_seconds * 1000:.3f} ms\n")
+    errors = dict(baseline.details.get("probe_errors") or {})
+    for name, message in errors.items():
+        out.write(f"  probe {name}: ERROR {message}\n")
+    return EXIT_ERROR if errors else EXIT_OK
+
+
 def cmd_mark_deployed(args: argparse.Namespace, out: TextIO) -> int:
     config = _config(args)
     body = {"at": args.at.isoformat()} if args.at else {}
@@ -294,6 +337,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         "schedule": cmd_schedule,
         "mark-deployed": cmd_mark_deployed,
         "trigger": cmd_trigger,
+        "baseline": cmd_baseline,
     }
     try:
         return handlers[args.command](args, out)

@@ -30,6 +30,7 @@ from pydantic import (
 
 from .cadence import CadenceConfig, Duration, coerce_duration
 from .errors import ConfigError, ConfigProblem
+from .probes import IndexPlanCheckConfig, LatencyCheckConfig, Probes
 
 __all__ = [
     "DEFAULT_CONFIG_PATHS",
@@ -262,6 +263,8 @@ class ChecksConfig(_Model):
     rls: RlsCheckConfig = RlsCheckConfig()
     index_usage: IndexUsageCheckConfig = IndexUsageCheckConfig()
     query_ratio: QueryRatioCheckConfig = QueryRatioCheckConfig()
+    latency: LatencyCheckConfig = LatencyCheckConfig()
+    index_plan: IndexPlanCheckConfig = IndexPlanCheckConfig()
 
 
 class ServiceConfig(_Model):
@@ -303,6 +306,8 @@ class Config(_Model):
     #: The monitoring week's phases (default: the checklist's hourly / twice-daily / daily).
     cadence: CadenceConfig = Field(default_factory=CadenceConfig.default)
     logging: LoggingConfig = LoggingConfig()
+    #: Read-only probe queries timed against the baseline (checklist 5.4).
+    probes: Probes = ()
 
     #: Where the configuration came from (for messages); not part of the YAML.
     source: str = Field(default="<config>", exclude=True)

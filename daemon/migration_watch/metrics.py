@@ -53,6 +53,8 @@ METRIC_NAMES = (
     "migration_watch_last_success_timestamp_seconds",
     "migration_watch_check_errors_total",
     "migration_watch_runs_completed_total",
+    "migration_watch_probe_latency_seconds",
+    "migration_watch_probe_baseline_seconds",
 )
 
 
@@ -229,10 +231,31 @@ class MigrationWatchCollector(Collector):
                 policies.add_metric(
                     [r.subject, "legacy"], float(r.observed.get("policies_on_legacy", 0))
                 )
+        probe_latency = GaugeMetricFamily(
+            _P + "probe_latency_seconds",
+            "Median server execution time of each probe query in the latest run.",
+            labels=["probe"],
+        )
+        probe_baseline = GaugeMetricFamily(
+            _P + "probe_baseline_seconds",
+            "Recorded baseline of each probe query (migration-watch baseline record).",
+            labels=["probe"],
+        )
+        for r in results:
+            if r.check == "latency":
+                name = r.subject.removeprefix("probe:")
+                latency = _num(r.observed.get("median_seconds"))
+                base = _num(r.observed.get("baseline_seconds"))
+                if latency is not None:
+                    probe_latency.add_metric([name], latency)
+                if base is not None:
+                    probe_baseline.add_metric([name], base)
         yield scans
         yield valid
         yield rls_on
         yield policies
+        yield probe_latency
+        yield probe_baseline
 
 
 def build_registry(

@@ -16,10 +16,12 @@ from datetime import UTC, datetime
 import structlog
 
 from .checks import CheckContext, QueryRatioTracker, run_suite
+from .checks.latency import run_latency
 from .config import Config
 from .db import Database
 from .errors import DatabaseError
 from .results import Result, Status, overall_status
+from .state import Baseline
 
 __all__ = ["RunOutcome", "Runner", "RunnerView"]
 
@@ -80,7 +82,9 @@ class Runner:
         self.deployed_at: Callable[[], datetime | None] = deployed_at or (
             lambda: config.migration.deployed_at
         )
-        #: Further checks run with the suite (latency probes, log windows): ``now`` → results.
+        #: The recorded baseline for the latency checks (the service reads the state store).
+        self.baseline: Callable[[], Baseline | None] = lambda: None
+        #: Further checks run with the suite (log windows...): ``now`` → results.
         self.extra_checks: list[Callable[[datetime], list[Result]]] = []
         self._run_lock = threading.Lock()
         self._lock = threading.Lock()
@@ -120,6 +124,10 @@ class Runner:
             ratio=self.ratio,
         )
         results_list = run_suite(ctx, unreachable=problem)
+        if self.config.probes:
+            results_list += run_latency(
+                self.db, self.config, self.config.probes, self.baseline(), now
+            )
         for extra in self.extra_checks:
             try:
                 results_list += extra(now)

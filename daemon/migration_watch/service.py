@@ -62,6 +62,7 @@ class Service:
         self.runner = Runner(config, self.db, clock=self.clock.now, ratio=self._restore_ratio())
         self.week = Week(config, self.runner, self.store, self.clock, cli_deployed_at=deployed_at)
         self.runner.deployed_at = self.week.deployed_at  # T0 may change (deploy marker)
+        self.runner.baseline = self.store.load_baseline
         self.registry, self.collector = build_registry(config, self.runner)
         self.collector.extra.append(self.week.collect)
         self.http = HttpServer(

@@ -353,3 +353,30 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path, db_dsn: str) -> None:
     events = [line.get("event") for line in lines]
     assert "check run finished" in events
     assert "service stopped" in events
+
+
+def test_baseline_record_then_latency_checks_in_check_once(
+    tmp_path: Path, db_dsn: str, pg_conn: psycopg.Connection[Any]
+) -> None:
+    # A new, small organization: the planner picks the organization_id index for it.
+    org = ("7e57e57e-0000-4000-8000-000000000001",)
+    probes = [
+        {
+            "name": "conversations_by_org",
+            "sql": "SELECT id FROM conversations WHERE organization_id = %(org)s"
+            " ORDER BY created_at DESC LIMIT 50",
+            "params": {"org": org[0]},
+            "table": "conversations",
+            "expect_index": "idx_conversations_organization_id",
+        }
+    ]
+    cfg = write_config(tmp_path, db_dsn, probes=probes)
+    out = io.StringIO()
+    assert main(["baseline", "record", "--config", str(cfg)], out=out) == 0
+    assert "probe conversations_by_org: median" in out.getvalue()
+    _, doc = check_json(cfg)
+    by_name = {c["name"]: c for c in doc["checks"] if c["subject"] == "probe:conversations_by_org"}
+    assert set(by_name) == {"latency", "index_plan"}
+    assert by_name["latency"]["observed"]["baseline_seconds"] > 0
+    assert by_name["index_plan"]["status"] == "pass"
+    assert by_name["index_plan"]["observed"]["uses_index"] is True

@@ -35,6 +35,8 @@ CHECK_NAMES = (
     "index_usage",
     "rls",
     "query_ratio",
+    "latency",
+    "index_plan",
 )
 
 

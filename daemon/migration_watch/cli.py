@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 import structlog
@@ -87,6 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(b)
     b = bsub.add_parser("show", help="print the recorded baseline")
     _add_config(b)
+
+    p = sub.add_parser("report", help="the week's report: history, runs, verdict")
+    _add_config(p)
+    p.add_argument("--format", choices=["markdown", "html", "json"], default="markdown")
+    p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--deployed-at", type=_timestamp, metavar="T", help="deployment time (T0)")
+
+    p = sub.add_parser("demo", help="the whole week in minutes on a throw-away database")
+    p.add_argument("--speed", type=float, help="clock speed (default: 7 days in about 5 minutes)")
+    p.add_argument("--output-dir", default="reports", help="where to write the report")
+    p.add_argument("--listen", default="127.0.0.1:9719", help="address of /metrics and /health")
 
     p = sub.add_parser("mark-deployed", help="tell the running daemon the new code is deployed")
     _add_config(p)
@@ -293,6 +305,38 @@ def cmd_baseline(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_ERROR if errors else EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    from .report import build_report, render
+    from .state import SqliteStateStore
+
+    config = _config(args)
+    if not config.state.path.exists():
+        raise ConfigError(f"no state file at {config.state.path}: nothing recorded yet")
+    with SqliteStateStore(config.state.path) as store:
+        data = build_report(
+            store,
+            config=config,
+            now=datetime.now(UTC),
+            deployed_at=args.deployed_at,
+            phases=config.cadence.phases(),
+        )
+    text = render(data, args.format)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        out.write(f"report written to {args.output}\n")
+    else:
+        out.write(text)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    from .demo import main_demo
+
+    if args.speed is not None and args.speed <= 0:
+        raise ConfigError("--speed must be positive")
+    return main_demo(args.speed, Path(args.output_dir), args.listen)
+
+
 def cmd_mark_deployed(args: argparse.Namespace, out: TextIO) -> int:
     config = _config(args)
     body = {"at": args.at.isoformat()} if args.at else {}
@@ -338,6 +382,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         "mark-deployed": cmd_mark_deployed,
         "trigger": cmd_trigger,
         "baseline": cmd_baseline,
+        "report": cmd_report,
+        "demo": cmd_demo,
     }
     try:
         return handlers[args.command](args, out)

@@ -105,6 +105,7 @@ class Service:
     def start(self) -> None:
         self.db.open()
         self.week.restore()
+        self.week.refresh_verdict()
         self.http.start()
         now = datetime.now(UTC)
         self.scheduler.add_job(

@@ -26,6 +26,7 @@ from .config import Config
 from .errors import StateError
 from .runner import Runner, RunOutcome
 from .state import StateStore
+from .verdict import Verdict, VerdictSettings, evaluate_verdict
 
 __all__ = ["Deployment", "RunHook", "Week"]
 
@@ -64,9 +65,11 @@ class Week:
         self._lock = threading.Lock()
         self._phases = config.cadence.phases()
         self.on_run: list[RunHook] = []
-        #: Called at the verdict time (and for the provisional verdict in /health, report).
-        self.on_verdict: list[Callable[[datetime], None]] = []
         self.on_schedule_change: list[Callable[[Schedule | None], None]] = []
+        #: Whether log checks feed the verdict (set by the service when log sources exist).
+        self.log_checks = False
+        #: The latest verdict (provisional during the week, final after it).
+        self.verdict: Verdict | None = None
 
     # ------------------------------------------------------------------ T0
     def deployment(self) -> Deployment | None:
@@ -114,10 +117,13 @@ class Week:
         """
         with self._lock:
             run_id = self._tick_locked()
-        schedule = self.schedule()
-        if schedule is not None and schedule.is_over(self.clock.now()):
-            for hook in self.on_verdict:
-                hook(self.clock.now())
+            schedule = self.schedule()
+            if run_id is not None or (
+                schedule is not None
+                and schedule.is_over(self.clock.now())
+                and (self.verdict is None or not self.verdict.final)
+            ):
+                self.refresh_verdict()
         return run_id
 
     def _tick_locked(self) -> int | None:
@@ -219,6 +225,51 @@ class Week:
                 )
             )
 
+    # ------------------------------------------------------------------ verdict
+    def verdict_settings(self) -> VerdictSettings:
+        return VerdictSettings.for_config(
+            self.config, probes=bool(self.config.probes), log_checks=self.log_checks
+        )
+
+    def evaluate_verdict(self, now: datetime | None = None) -> Verdict | None:
+        """The verdict over the recorded history (final from T0+168h on, else provisional)."""
+        schedule = self.schedule()
+        if schedule is None:
+            return None
+        now = now or self.clock.now()
+        return evaluate_verdict(
+            self.store.result_history(),
+            now=now,
+            deployed_at=schedule.deployed_at,
+            verdict_at=schedule.verdict_at,
+            settings=self.verdict_settings(),
+        )
+
+    def refresh_verdict(self) -> Verdict | None:
+        """Recompute the verdict (after each run); at the end of the week store the final one
+        once (a final verdict for this T0 is never recomputed)."""
+        schedule = self.schedule()
+        if schedule is None:
+            self.verdict = None
+            return None
+        stored = self.store.load_verdict(final_only=True)
+        if stored is not None:
+            final = Verdict.from_record(stored)
+            if final.deployed_at == schedule.deployed_at:
+                self.verdict = final
+                return final
+        verdict = self.evaluate_verdict()
+        if verdict is not None and verdict.final:
+            self.store.save_verdict(verdict.to_record())
+            log.info(
+                "final verdict",
+                outcome=verdict.outcome.value,
+                not_met=[c.criterion for c in verdict.criteria if c.status.value == "not_met"],
+                not_measured=list(verdict.not_measured),
+            )
+        self.verdict = verdict
+        return verdict
+
     # ------------------------------------------------------------------ reporting
     def tally(self, now: datetime | None = None) -> dict[str, int]:
         schedule = self.schedule()
@@ -249,7 +300,17 @@ class Week:
                 "over": schedule.is_over(now),
                 "runs": self.tally(now),
             }
+        v = self.verdict
+        verdict = None
+        if v is not None:
+            verdict = {
+                "outcome": v.outcome.value,
+                "final": v.final,
+                "provisional_outcome": v.provisional_outcome.value,
+                "criteria": {c.criterion: c.status.value for c in v.criteria},
+            }
         return {
+            "verdict": verdict,
             "now": now.isoformat(),
             "deployment": None
             if d is None
@@ -293,3 +354,12 @@ class Week:
         for state, n in self.tally(now).items():
             runs.add_metric([state], float(n))
         yield runs
+        verdict = GaugeMetricFamily(
+            _P + "verdict",
+            "Success criteria of the week, one-hot over met|not_met|not_measured|pending.",
+            labels=["criterion", "status"],
+        )
+        if self.verdict is not None:
+            for criterion, status, value in self.verdict.one_hot():
+                verdict.add_metric([criterion, status], value)
+        yield verdict

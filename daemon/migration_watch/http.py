@@ -236,7 +236,8 @@ class HttpServer:
         log.info("http server listening", url=self.url)
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread is not None:  # shutdown() would wait forever for a loop never started
+            self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=2)

@@ -228,3 +228,42 @@ def test_admin_endpoints_and_readiness_before_t0(
         assert "tok-123" not in json.dumps(health)
     finally:
         svc.stop()
+
+
+def test_pg_stat_statements_snapshot_survives_a_restart(
+    db_dsn: str, pg_conn: psycopg.Connection[Any], make_config: MakeConfig, tmp_path: Path
+) -> None:
+    cfg = make_config(db_dsn, state={"path": str(tmp_path / "state.sqlite")})
+    clock = ManualClock(T0)
+    svc = Service(cfg, clock=clock, port=0)
+    pg_conn.execute("SELECT id FROM conversations WHERE customer_id IS NOT NULL LIMIT 1")
+    svc._pulse()  # first poll: cumulative
+    first = dict(svc.runner.ratio.totals)
+    assert first["legacy"] >= 1
+    svc.stop()
+    for _ in range(3):
+        pg_conn.execute("SELECT id FROM conversations WHERE customer_id IS NOT NULL LIMIT 1")
+    svc = Service(cfg, clock=clock, port=0)
+    try:
+        assert svc.runner.ratio.snapshot is not None  # restored, not re-added
+        svc._pulse()
+        delta = svc.runner.ratio.last_delta
+        assert delta is not None and not delta.cumulative
+        assert delta.counts["legacy"] == 3
+        assert svc.runner.ratio.totals["legacy"] == first["legacy"] + 3
+    finally:
+        svc.stop()
+
+
+def test_corrupt_state_file_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state.sqlite"
+    state.write_bytes(b"this is not a database" * 100)
+    data = sample_config_data("host=127.0.0.1 port=1", state={"path": str(state)})
+    cfg = tmp_path / "mw.yaml"
+    cfg.write_text(json.dumps(data))
+    assert main(["schedule", "--config", str(cfg)], out=io.StringIO()) == 2
+    err = capsys.readouterr().err
+    assert str(state) in err
+    assert state.read_bytes().startswith(b"this is not a database")  # never a silent reset

@@ -1,0 +1,34 @@
+"""Application logs: parse, classify and count lines from files and HTTP drains.
+
+* :mod:`.config`: the ``logs:`` section (:class:`LogsConfig`).
+* :mod:`.parse`: line formats (json, logfmt, text) and what a parse error is.
+* :mod:`.classify`: :class:`Classifier` (classes, per line and per 1 MiB chunk),
+  :class:`Counts`, :class:`Samples`.
+* :mod:`.scanner`: :func:`scan_chunk`, :class:`LineStream`, :func:`scan_files` (``logs scan``).
+* :mod:`.drain`: ``POST /ingest/logs`` logic (:class:`DrainIngest`).
+"""
+
+from .classify import CLASSES, Classifier, Counts, Samples, redact
+from .config import ClassesConfig, FieldsConfig, FileSourceConfig, HttpSourceConfig, LogsConfig
+from .drain import DrainIngest, DrainQueue, DrainResponse
+from .scanner import LineStream, ScanReport, scan_chunk, scan_files
+
+__all__ = [
+    "CLASSES",
+    "ClassesConfig",
+    "Classifier",
+    "Counts",
+    "DrainIngest",
+    "DrainQueue",
+    "DrainResponse",
+    "FieldsConfig",
+    "FileSourceConfig",
+    "HttpSourceConfig",
+    "LineStream",
+    "LogsConfig",
+    "Samples",
+    "ScanReport",
+    "redact",
+    "scan_chunk",
+    "scan_files",
+]

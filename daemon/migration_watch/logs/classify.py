@@ -1,0 +1,735 @@
+"""Classification of log lines into the overlapping classes, per line and per chunk.
+
+Classes (a line may be in several; a line that fails to parse is in none):
+
+* ``error``: the level is one of ``classes.error_levels`` (strings in lower, UPPER or
+  Capitalized form; numbers as numbers or their decimal text), or the status is an HTTP
+  status from ``classes.error_status`` to 599 (number or decimal text).
+* ``legacy_reference`` / ``new_reference``: the column name occurs in the searched text
+  (see :mod:`.parse`) as a whole identifier: not preceded or followed by ``[A-Za-z0-9_]``,
+  a JSON escape sequence (``\\n``, ``\\u00e9``, …) counting as a separator. This covers
+  PostgREST filters (``customer_id=eq.42``), SQL text (``WHERE t.customer_id = $1``) and JSON
+  keys (``{"customer_id": 42}``), and not ``old_customer_id`` or ``customer_ids``. Case-sensitive.
+  For ``legacy_reference`` the raw line must also contain none of ``classes.exclude``.
+* ``legacy_error``: ``error`` and ``legacy_reference``.
+* ``fallback``: the searched text contains one of ``classes.fallback`` (and, with
+  ``fallback_requires_legacy``, the line is a ``legacy_reference``).
+
+``lines``/``bytes`` count every line (newline included in bytes). Blank lines (only spaces,
+tabs, CR) are counted there and nowhere else. ``truncated`` lines (longer than
+``max_line_bytes``, CR included, newline excluded) are classified on their first
+``max_line_bytes`` bytes (leniently, see :mod:`.parse`). For what a parse error is, see
+:mod:`.parse`.
+
+Speed: :meth:`Classifier.scan` takes a buffer of complete lines (about 1 MiB). For JSON it
+decodes every line at once with msgspec (only level, status and the searched fields), which
+also validates every line, and finds the column names with ``bytes.find`` over the whole
+buffer; only lines containing a column name get per-line Python work. A buffer where
+anything unusual happens (a parse error, a blank or overlong line, several objects on one
+line, invalid UTF-8) is bisected, and the pieces with the problem go through the per-line
+path (:meth:`Classifier.classify_line`), which defines the semantics; tests check both
+paths agree. The per-line path is also what logfmt and text sources use.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from itertools import compress
+from operator import attrgetter
+from typing import Any
+
+import msgspec
+
+from .config import ClassesConfig, FieldsConfig, Format, SourceConfig
+from .parse import JsonParser, Parser, Record, make_parser
+
+__all__ = [
+    "BLANK",
+    "CLASSES",
+    "ERROR",
+    "FALLBACK",
+    "LEGACY_ERROR",
+    "LEGACY_REFERENCE",
+    "NEW_REFERENCE",
+    "PARSE_ERROR",
+    "SAMPLE_KINDS",
+    "TRUNCATED",
+    "Classifier",
+    "Counts",
+    "Samples",
+    "redact",
+]
+
+#: The classes, in the order they are reported.
+CLASSES = ("error", "legacy_reference", "new_reference", "legacy_error", "fallback")
+#: Kinds of samples kept: the classes plus parse errors and truncated lines.
+SAMPLE_KINDS = (*CLASSES, "parse_error", "truncated")
+
+# Per-line flags returned by Classifier.classify_line.
+ERROR = 1
+LEGACY_REFERENCE = 2
+NEW_REFERENCE = 4
+LEGACY_ERROR = 8
+FALLBACK = 16
+PARSE_ERROR = 32
+TRUNCATED = 64
+BLANK = 128
+_FLAG_KINDS = (
+    (ERROR, "error"),
+    (LEGACY_REFERENCE, "legacy_reference"),
+    (NEW_REFERENCE, "new_reference"),
+    (LEGACY_ERROR, "legacy_error"),
+    (FALLBACK, "fallback"),
+    (PARSE_ERROR, "parse_error"),
+    (TRUNCATED, "truncated"),
+)
+
+_IDENT = bytes(1 if chr(b).isascii() and (chr(b).isalnum() or b == 0x5F) else 0 for b in range(256))
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_SIMPLE_ESCAPES = frozenset(b"nrtbf")
+_BACKSLASH = 0x5C
+_NL = b"\n"
+
+
+# --------------------------------------------------------------------------- counts
+
+
+@dataclass(slots=True)
+class Counts:
+    """Line counters. Mutable accumulator; ``+``/``-`` give new objects (window deltas)."""
+
+    lines: int = 0
+    bytes: int = 0
+    error: int = 0
+    legacy_reference: int = 0
+    new_reference: int = 0
+    legacy_error: int = 0
+    fallback: int = 0
+    parse_errors: int = 0
+    truncated: int = 0
+
+    def add(self, other: Counts) -> None:
+        """Add ``other`` into this object."""
+        for f in _COUNT_FIELDS:
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+
+    def add_line(self, flags: int, nbytes: int) -> None:
+        """Count one line classified as ``flags`` (see :meth:`Classifier.classify_line`)."""
+        self.lines += 1
+        self.bytes += nbytes
+        if flags & 0x7F:
+            if flags & ERROR:
+                self.error += 1
+            if flags & LEGACY_REFERENCE:
+                self.legacy_reference += 1
+            if flags & NEW_REFERENCE:
+                self.new_reference += 1
+            if flags & LEGACY_ERROR:
+                self.legacy_error += 1
+            if flags & FALLBACK:
+                self.fallback += 1
+            if flags & PARSE_ERROR:
+                self.parse_errors += 1
+            if flags & TRUNCATED:
+                self.truncated += 1
+
+    def copy(self) -> Counts:
+        return Counts(**self.to_dict())
+
+    def __add__(self, other: Counts) -> Counts:
+        out = self.copy()
+        out.add(other)
+        return out
+
+    def __sub__(self, other: Counts) -> Counts:
+        return Counts(**{f: getattr(self, f) - getattr(other, f) for f in _COUNT_FIELDS})
+
+    def classes(self) -> dict[str, int]:
+        """``{"error": N, "legacy_reference": N, …}`` in :data:`CLASSES` order."""
+        return {c: getattr(self, c) for c in CLASSES}
+
+    def to_dict(self) -> dict[str, int]:
+        return {f: getattr(self, f) for f in _COUNT_FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, int]) -> Counts:
+        return cls(**{f: int(data.get(f, 0)) for f in _COUNT_FIELDS})
+
+
+_COUNT_FIELDS = tuple(f.name for f in fields(Counts))
+
+
+# --------------------------------------------------------------------------- samples
+
+_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]+"), r"\1\2[REDACTED]"),
+    (
+        re.compile(
+            r"(?i)\b(authorization|apikey|api_key|api-key|x-api-key|access_token|refresh_token"
+            r"|token|password|passwd|pwd|secret|client_secret|service_role_key|signature|sig)"
+            r"(\\?[\"']?\s*[:=]\s*\\?[\"']?)([^\"'\\&\s,;}]+)"
+        ),
+        r"\1\2[REDACTED]",
+    ),
+    (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s\"']+:)[^@\s\"']+@"), r"\1[REDACTED]@"),
+    (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s\"']+:)[^@\s\"'/]+$"), r"\1[REDACTED]"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), "[REDACTED]"),
+)
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def redact(text: str) -> str:
+    """Mask bearer/basic credentials, ``password=``/``apikey=`` values, DSN passwords, JWTs."""
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class Samples:
+    """The last few lines of each kind, kept raw (bounded) and redacted when read."""
+
+    def __init__(self, per_kind: int = 5, chars: int = 300) -> None:
+        self.per_kind = per_kind
+        self.chars = chars
+        self._keep = chars * 4
+        self._lines: dict[str, deque[bytes]] = {k: deque(maxlen=per_kind) for k in SAMPLE_KINDS}
+
+    def add(self, kind: str, line: bytes) -> None:
+        if self.per_kind:
+            self._lines[kind].append(line[: self._keep])
+
+    def add_flags(self, flags: int, line: bytes) -> None:
+        for flag, kind in _FLAG_KINDS:
+            if flags & flag:
+                self.add(kind, line)
+
+    def extend(self, kind: str, lines: Iterable[bytes]) -> None:
+        for line in lines:
+            self.add(kind, line)
+
+    def merge(self, other: Samples) -> None:
+        for kind, lines in other._lines.items():
+            self.extend(kind, lines)
+
+    def get(self, kind: str) -> list[str]:
+        """Redacted, printable, truncated lines of one kind, oldest first."""
+        out = []
+        for raw in self._lines[kind]:
+            text = raw.rstrip(b"\r").decode("utf-8", "replace")
+            text = _UNPRINTABLE.sub("?", redact(text)).replace("\t", " ")
+            if len(text) > self.chars:
+                text = text[: self.chars - 1] + "…"
+            out.append(text)
+        return out
+
+    def snapshot(self) -> dict[str, list[str]]:
+        """Every kind that has samples."""
+        return {k: self.get(k) for k in SAMPLE_KINDS if self._lines[k]}
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def _escape_ends_at(buf: bytes, i: int) -> bool:
+    """Whether ``buf[:i]`` ends with a JSON escape of a non-identifier character."""
+    c = buf[i - 1]
+    if c in _SIMPLE_ESCAPES:
+        k = i - 2
+    elif c in _HEX and i >= 6 and buf[i - 5] == 0x75 and all(b in _HEX for b in buf[i - 4 : i]):
+        code = int(buf[i - 4 : i], 16)
+        if code < 128 and _IDENT[code]:
+            return False
+        k = i - 6
+    else:
+        return False
+    n = 0
+    while k >= 0 and buf[k] == _BACKSLASH:
+        n += 1
+        k -= 1
+    return n % 2 == 1
+
+
+def _has_word(text: bytes, word: bytes) -> bool:
+    """Whether ``word`` occurs in ``text`` as a whole identifier."""
+    find, n, end = text.find, len(word), len(text)
+    i = find(word)
+    while i >= 0:
+        j = i + n
+        if (j >= end or not _IDENT[text[j]]) and (
+            i == 0 or not _IDENT[text[i - 1]] or _escape_ends_at(text, i)
+        ):
+            return True
+        i = find(word, i + 1)
+    return False
+
+
+def _hit_lines(
+    buf: bytes, lit: bytes, *, word: bool, count_lines: bool
+) -> tuple[list[tuple[int, int, int]], int]:
+    """Lines of ``buf`` (complete lines) containing ``lit``: ``[(index, start, end)]``.
+
+    With ``count_lines`` the index of each line is computed and the second value is the
+    number of lines in ``buf``; without it indexes are 0 and the second value is -1.
+    """
+    out: list[tuple[int, int, int]] = []
+    find, rfind, count = buf.find, buf.rfind, buf.count
+    ident, n = _IDENT, len(lit)
+    idx = pos = 0
+    i = find(lit)
+    while i >= 0:
+        # buf ends with a newline and lit holds none, so buf[i + n] exists; buf[-1] is "\n".
+        if word and (ident[buf[i + n]] or (ident[buf[i - 1]] and not _escape_ends_at(buf, i))):
+            i = find(lit, i + 1)
+            continue
+        if count_lines:
+            idx += count(_NL, pos, i)
+            pos = i
+        e = find(_NL, i + n)
+        out.append((idx, rfind(_NL, 0, i) + 1, e))
+        i = find(lit, e)
+    return out, (idx + count(_NL, pos) if count_lines else -1)
+
+
+def _hit_ends(buf: bytes, word: bytes) -> list[int]:
+    """End offsets of the lines of ``buf`` (complete lines) containing ``word`` as a word."""
+    out: list[int] = []
+    find, ident, n = buf.find, _IDENT, len(word)
+    i = find(word)
+    while i >= 0:
+        if ident[buf[i + n]] or (ident[buf[i - 1]] and not _escape_ends_at(buf, i)):
+            i = find(word, i + 1)
+            continue
+        e = find(_NL, i + n)
+        out.append(e)
+        i = find(word, e)
+    return out
+
+
+def _longest_common(a: bytes, b: bytes) -> bytes:
+    """The longest substring of both ``a`` and ``b``."""
+    best = b""
+    for i in range(len(a)):
+        for j in range(i + len(best) + 1, len(a) + 1):
+            if a[i:j] in b:
+                best = a[i:j]
+            else:
+                break
+    return best
+
+
+class _PatternSet:
+    """Plain substrings, searched through a few prefilter literals.
+
+    Patterns sharing a substring of at least 4 bytes are grouped under it (the default
+    fallback patterns all contain ``back``), so a buffer is scanned once per group.
+    """
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        pats = tuple(dict.fromkeys(p.encode() for p in patterns))
+        self.patterns = pats
+        groups: list[tuple[bytes, list[bytes]]] = []
+        for p in pats:
+            for k, (lit, members) in enumerate(groups):
+                common = _longest_common(lit, p)
+                if len(common) >= 4:
+                    groups[k] = (common, [*members, p])
+                    break
+            else:
+                groups.append((p, [p]))
+        self.groups = tuple((lit, tuple(members)) for lit, members in groups)
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+    def in_span(self, buf: bytes, start: int, end: int) -> bool:
+        find = buf.find
+        for lit, pats in self.groups:
+            if find(lit, start, end) >= 0 and (
+                len(pats) == 1 or any(find(p, start, end) >= 0 for p in pats)
+            ):
+                return True
+        return False
+
+    def in_texts(self, texts: Iterable[bytes]) -> bool:
+        return any(p in t for t in texts for p in self.patterns)
+
+    def lines_in(self, buf: bytes) -> set[int]:
+        """Indexes of the lines of ``buf`` (complete lines) holding one of the patterns."""
+        found: set[int] = set()
+        find, count = buf.find, buf.count
+        for lit, pats in self.groups:
+            idx = pos = 0
+            i = find(lit)
+            while i >= 0:
+                idx += count(_NL, pos, i)
+                pos = i
+                e = find(_NL, i)
+                if idx not in found and (
+                    len(pats) == 1 or self.in_span(buf, buf.rfind(_NL, 0, i) + 1, e)
+                ):
+                    found.add(idx)
+                i = find(lit, e)
+        return found
+
+
+def _case_variants(value: str) -> set[str]:
+    return {value, value.lower(), value.upper(), value.lower().capitalize()}
+
+
+# --------------------------------------------------------------------------- classifier
+
+_DECODE_FAILURES = (ValueError, RecursionError, UnicodeDecodeError, TypeError, MemoryError)
+_get_lv = attrgetter("lv")
+_get_st = attrgetter("st")
+#: Pieces of a buffer smaller than this go straight to the per-line path.
+_MIN_BISECT = 16 * 1024
+
+
+class Classifier:
+    """Classifies lines of one source format for one migration's columns."""
+
+    def __init__(
+        self,
+        legacy_column: str,
+        new_column: str,
+        classes: ClassesConfig | None = None,
+        *,
+        format: Format = "json",
+        fields: FieldsConfig | None = None,
+        regex: str | None = None,
+        max_line_bytes: int = 100 * 1024,
+        fast: bool = True,
+    ) -> None:
+        for column in (legacy_column, new_column):
+            if not column or any(ch.isspace() for ch in column):
+                raise ValueError(f"invalid column name {column!r}")
+        if legacy_column == new_column:
+            raise ValueError("legacy and new column must differ")
+        classes = classes or ClassesConfig()
+        fields = fields or FieldsConfig()
+        self.legacy_column = legacy_column
+        self.new_column = new_column
+        self.classes = classes
+        self.format = format
+        self.max_line_bytes = max_line_bytes
+        self._legacy = legacy_column.encode()
+        self._new = new_column.encode()
+        self._parser: Parser = make_parser(format, fields, regex)
+
+        levels: set[Any] = set()
+        for level in classes.error_levels:
+            if isinstance(level, str):
+                levels |= _case_variants(level)
+            else:
+                levels |= {level, str(level)}
+        self._err_levels = frozenset(levels)
+        status: set[Any] = set()
+        if classes.error_status is not None:
+            for code in range(classes.error_status, 600):
+                status |= {code, str(code)}
+        self._err_status = frozenset(status)
+
+        exclude = list(classes.exclude)
+        if format == "json":  # PHP's json_encode writes "\/wp-json\/wc\/"
+            exclude += [p.replace("/", "\\/") for p in classes.exclude if "/" in p]
+        self._exclude = _PatternSet(exclude)
+        self._fallback = _PatternSet(classes.fallback)
+        self._fallback_needs_legacy = classes.fallback_requires_legacy
+        for pattern in (*self._exclude.patterns, *self._fallback.patterns):
+            if b"\r" in pattern or b"\n" in pattern:
+                raise ValueError("patterns must not contain CR or LF")
+
+        self._json: JsonParser | None = None
+        if fast and isinstance(self._parser, JsonParser):
+            self._json = self._parser
+            # Lines joined by commas into one JSON array: a blank line or two values on
+            # one line make it invalid, so each element is exactly one line.
+            struct = self._parser.rtype.struct
+            self._decode_array = msgspec.json.Decoder(list[struct]).decode  # type: ignore[valid-type]
+            self._whole_line = self._parser.rtype.whole_line
+
+    @classmethod
+    def for_source(
+        cls,
+        source: SourceConfig,
+        legacy_column: str,
+        new_column: str,
+        classes: ClassesConfig | None = None,
+    ) -> Classifier:
+        """The classifier for one configured source."""
+        return cls(
+            legacy_column,
+            new_column,
+            classes,
+            format=source.format,
+            fields=source.fields,
+            regex=source.regex,
+            max_line_bytes=source.max_line_bytes,
+        )
+
+    # ------------------------------------------------------------------ per line
+
+    def classify_line(self, line: bytes, *, truncated: bool = False) -> int:
+        """Flags (``ERROR | LEGACY_REFERENCE | …``) of one line given without its newline.
+
+        ``truncated=True`` says ``line`` is already the first part of an overlong line.
+        """
+        flags = 0
+        if truncated or len(line) > self.max_line_bytes:
+            line = line[: self.max_line_bytes]
+            truncated = True
+            flags = TRUNCATED
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        if b"\x00" in line:
+            return flags | PARSE_ERROR
+        if not line.isascii():
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                cut = truncated and exc.end == len(line) and exc.reason == "unexpected end of data"
+                if not cut:
+                    return flags | PARSE_ERROR
+                line = line[: exc.start]
+        if not line.strip(b" \t\r"):
+            return flags | BLANK
+        try:
+            rec = self._parser.parse_truncated(line) if truncated else self._parser.parse(line)
+        except (ValueError, RecursionError):
+            rec = None
+        if rec is None:
+            return flags | PARSE_ERROR
+        return flags | self._record_flags(rec, line)
+
+    def _is_error(self, level: Any, status: Any) -> bool:
+        try:
+            if level in self._err_levels:
+                return True
+        except TypeError:
+            pass
+        try:
+            return status in self._err_status
+        except TypeError:
+            return False
+
+    def _record_flags(self, rec: Record, line: bytes) -> int:
+        flags = ERROR if self._is_error(rec.level, rec.status) else 0
+        texts = rec.searched
+        if any(_has_word(t, self._legacy) for t in texts) and not self._exclude.in_span(
+            line, 0, len(line)
+        ):
+            flags |= LEGACY_REFERENCE
+            if flags & ERROR:
+                flags |= LEGACY_ERROR
+        if any(_has_word(t, self._new) for t in texts):
+            flags |= NEW_REFERENCE
+        if (
+            self._fallback
+            and (flags & LEGACY_REFERENCE or not self._fallback_needs_legacy)
+            and self._fallback.in_texts(texts)
+        ):
+            flags |= FALLBACK
+        return flags
+
+    # ------------------------------------------------------------------ per buffer
+
+    def scan(self, buf: bytes, counts: Counts, samples: Samples | None = None) -> None:
+        """Classify every line of ``buf`` (complete lines: empty or ending with a newline)
+        and add the result to ``counts`` (and the last lines of each kind to ``samples``)."""
+        if not buf:
+            return
+        if buf[-1] != 0x0A:
+            raise ValueError("scan() takes complete lines; hold back the partial last line")
+        if self._json is None:
+            self._scan_lines(buf, counts, samples)
+        else:
+            self._scan_adaptive(buf, counts, samples)
+
+    def _scan_adaptive(self, buf: bytes, counts: Counts, samples: Samples | None) -> None:
+        if self._scan_json_fast(buf, counts, samples):
+            return
+        n = len(buf)
+        if n < _MIN_BISECT:
+            self._scan_lines(buf, counts, samples)
+            return
+        mid = buf.rfind(_NL, 0, n // 2) + 1
+        if mid <= 0:
+            mid = buf.find(_NL, n // 2) + 1
+        if mid >= n:  # one huge line (or nearly): nothing to split
+            self._scan_lines(buf, counts, samples)
+            return
+        self._scan_adaptive(buf[:mid], counts, samples)
+        self._scan_adaptive(buf[mid:], counts, samples)
+
+    def _scan_lines(self, buf: bytes, counts: Counts, samples: Samples | None) -> None:
+        find, classify, add_line = buf.find, self.classify_line, counts.add_line
+        start = 0
+        e = find(_NL)
+        while e >= 0:
+            line = buf[start:e]
+            flags = classify(line)
+            add_line(flags, e - start + 1)
+            if samples is not None and flags & 0x7F:
+                samples.add_flags(flags, line)
+            start = e + 1
+            e = find(_NL, start)
+
+    def _scan_json_fast(self, buf: bytes, counts: Counts, samples: Samples | None) -> bool:
+        """The chunk path for JSON; False (and nothing counted) when it cannot be used."""
+        assert self._json is not None
+        n = len(buf)
+        if not buf.isascii():
+            try:
+                buf.decode("utf-8")
+            except UnicodeDecodeError:
+                return False
+        if n > self.max_line_bytes:
+            # Every line is shorter than max_line_bytes when each window of half that
+            # size holds a newline.
+            half = max(self.max_line_bytes // 2, 1)
+            find = buf.find
+            for p in range(0, n, half):
+                if find(_NL, p, p + half) < 0:
+                    return False
+        array = bytearray(n + 1)
+        array[0] = 0x5B  # [
+        array[1:] = buf.replace(_NL, b",")
+        array[-1] = 0x5D  # ]
+        try:
+            recs = self._decode_array(array)
+        except _DECODE_FAILURES:
+            return False
+
+        legacy_hits, n_lines = _hit_lines(buf, self._legacy, word=True, count_lines=True)
+        if len(recs) != n_lines:  # cannot happen: one element per line
+            return False
+
+        rtype = self._json.rtype
+        try:
+            lv_idx = (
+                list(
+                    compress(range(n_lines), map(self._err_levels.__contains__, map(_get_lv, recs)))
+                )
+                if rtype.has_level
+                else []
+            )
+            st_idx = (
+                list(
+                    compress(range(n_lines), map(self._err_status.__contains__, map(_get_st, recs)))
+                )
+                if rtype.has_status and self._err_status
+                else []
+            )
+        except TypeError:  # an unhashable level or status (object, array)
+            return False
+        errors = sorted(set(lv_idx).union(st_idx)) if lv_idx and st_idx else (lv_idx or st_idx)
+        error_set = set(errors)
+
+        whole = self._whole_line
+        texts = self._json.texts
+        if whole:
+            new_ends = _hit_ends(buf, self._new)
+            new_count = len(new_ends)
+        else:
+            new_hits, _ = _hit_lines(buf, self._new, word=True, count_lines=True)
+            new_ends = [
+                e
+                for idx, _s, e in new_hits
+                if any(_has_word(t, self._new) for t in texts(recs[idx]))
+            ]
+            new_count = len(new_ends)
+
+        if not whole:  # the column must be in one of the searched fields
+            legacy_hits = [
+                h for h in legacy_hits if any(_has_word(t, self._legacy) for t in texts(recs[h[0]]))
+            ]
+        legacy = legacy_hits
+        fallbacks: list[tuple[int, int, int]] = []
+        fb_legacy = bool(self._fallback) and self._fallback_needs_legacy
+        if self._exclude or fb_legacy:
+            legacy = []
+            find = buf.find
+            ex_groups, fb_groups = self._exclude.groups, self._fallback.groups
+            for hit in legacy_hits:
+                _, s, e = hit
+                for lit, pats in ex_groups:
+                    if find(lit, s, e) >= 0 and (
+                        len(pats) == 1 or any(find(p, s, e) >= 0 for p in pats)
+                    ):
+                        break
+                else:
+                    legacy.append(hit)
+                    if fb_legacy:
+                        for lit, _pats in fb_groups:
+                            if find(lit, s, e) >= 0 and (
+                                self._fallback.in_span(buf, s, e)
+                                if whole
+                                else self._fallback.in_texts(texts(recs[hit[0]]))
+                            ):
+                                fallbacks.append(hit)
+                                break
+        legacy_errors = [h for h in legacy if h[0] in error_set] if error_set else []
+        if self._fallback and not self._fallback_needs_legacy:
+            fallbacks = self._fallback_lines(buf, recs, whole)
+
+        counts.lines += n_lines
+        counts.bytes += n
+        counts.error += len(errors)
+        counts.legacy_reference += len(legacy)
+        counts.new_reference += new_count
+        counts.legacy_error += len(legacy_errors)
+        counts.fallback += len(fallbacks)
+
+        if samples is not None and samples.per_kind:
+            k = samples.per_kind
+            if errors:
+                samples.extend("error", self._lines_at(buf, errors[-k:], legacy_hits))
+            for kind, hits in (
+                ("legacy_reference", legacy),
+                ("legacy_error", legacy_errors),
+                ("fallback", fallbacks),
+            ):
+                samples.extend(kind, (buf[s:e] for _, s, e in hits[-k:]))
+            samples.extend(
+                "new_reference", (buf[buf.rfind(_NL, 0, e) + 1 : e] for e in new_ends[-k:])
+            )
+        return True
+
+    def _fallback_lines(
+        self, buf: bytes, recs: list[Any], whole: bool
+    ) -> list[tuple[int, int, int]]:
+        assert self._json is not None
+        found: dict[int, tuple[int, int, int]] = {}
+        for lit, _pats in self._fallback.groups:
+            hits, _ = _hit_lines(buf, lit, word=False, count_lines=not whole)
+            for hit in hits:
+                idx, s, e = hit
+                if s in found:
+                    continue
+                if whole:
+                    ok = self._fallback.in_span(buf, s, e)
+                else:
+                    ok = self._fallback.in_texts(self._json.texts(recs[idx]))
+                if ok:
+                    found[s] = hit
+        return [found[s] for s in sorted(found)]
+
+    @staticmethod
+    def _lines_at(
+        buf: bytes, indexes: list[int], anchors: list[tuple[int, int, int]]
+    ) -> list[bytes]:
+        """The lines of ``buf`` at ``indexes`` (sorted), walking from the nearest anchor."""
+        find = buf.find
+        out = []
+        for idx in indexes:
+            a = bisect_right(anchors, idx, key=lambda h: h[0]) - 1
+            cur, start = (anchors[a][0], anchors[a][1]) if a >= 0 else (0, 0)
+            while cur < idx:
+                start = find(_NL, start) + 1
+                cur += 1
+            out.append(buf[start : find(_NL, start)])
+        return out

@@ -100,6 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="reports", help="where to write the report")
     p.add_argument("--listen", default="127.0.0.1:9719", help="address of /metrics and /health")
 
+    p = sub.add_parser("alerts", help="alert states and receiver tests")
+    asub = p.add_subparsers(dest="alerts_command", metavar="ACTION", parser_class=_Parser)
+    asub.required = True
+    a = asub.add_parser("list", help="current alert states (from the state store)")
+    _add_config(a)
+    a.add_argument("--all", action="store_true", help="include inactive alerts")
+    a.add_argument("--format", choices=["table", "json"], default="table")
+    a = asub.add_parser("test", help="send a clearly marked test notification")
+    _add_config(a)
+    a.add_argument("--receiver", help="only this receiver (default: all)")
+
     p = sub.add_parser("mark-deployed", help="tell the running daemon the new code is deployed")
     _add_config(p)
     p.add_argument("--at", type=_timestamp, metavar="T", help="deployment time (default: now)")
@@ -337,6 +348,47 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return main_demo(args.speed, Path(args.output_dir), args.listen)
 
 
+def cmd_alerts(args: argparse.Namespace, out: TextIO) -> int:
+    from .alerting import Alerting
+    from .state import SqliteStateStore
+
+    config = _config(args)
+    with SqliteStateStore(config.state.path) as store:
+        alerting = Alerting(config.alerting, store, migration_name=config.migration.name)
+        try:
+            if args.alerts_command == "test":
+                outcomes = alerting.send_test(args.receiver)
+                for o in outcomes:
+                    state = "OK" if o.ok else "FAILED"
+                    detail = f"HTTP {o.status_code}" if o.status_code is not None else o.error
+                    out.write(f"{o.receiver} ({o.type}): {state} {detail or ''}".rstrip() + "\n")
+                if not outcomes:
+                    out.write("no receivers configured (alerting.receivers)\n")
+                    return EXIT_USAGE
+                return EXIT_OK if all(o.ok for o in outcomes) else EXIT_ERROR
+            alerts = alerting.list_alerts(None if args.all else ("pending", "firing", "resolved"))
+        finally:
+            alerting.close()
+    if args.format == "json":
+        out.write(json.dumps([a.to_json() for a in alerts], indent=2, default=str) + "\n")
+        return EXIT_OK
+    rows = [("ALERT", "STATE", "SEVERITY", "SUBJECT", "SINCE")]
+    rows += [
+        (
+            a.alertname,
+            a.state,
+            a.severity,
+            a.subject,
+            a.active_since.isoformat() if a.active_since else "",
+        )
+        for a in alerts
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        out.write("  ".join([*(r[i].ljust(widths[i]) for i in range(4)), r[4]]).rstrip() + "\n")
+    return EXIT_OK
+
+
 def cmd_mark_deployed(args: argparse.Namespace, out: TextIO) -> int:
     config = _config(args)
     body = {"at": args.at.isoformat()} if args.at else {}
@@ -384,6 +436,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         "baseline": cmd_baseline,
         "report": cmd_report,
         "demo": cmd_demo,
+        "alerts": cmd_alerts,
     }
     try:
         return handlers[args.command](args, out)

@@ -19,8 +19,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -28,7 +26,9 @@ from pydantic import (
     model_validator,
 )
 
+from .alerting.config import AlertingConfig
 from .cadence import CadenceConfig, Duration, coerce_duration
+from .configbase import _Model, _read_secret_file
 from .errors import ConfigError, ConfigProblem
 from .probes import IndexPlanCheckConfig, LatencyCheckConfig, Probes
 
@@ -70,17 +70,6 @@ def _check_identifier(value: str) -> str:
     if len(value.encode()) > 63:
         raise ValueError("longer than PostgreSQL's 63-byte identifier limit")
     return value
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-def _read_secret_file(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 class DatabaseConfig(_Model):
@@ -308,6 +297,7 @@ class Config(_Model):
     logging: LoggingConfig = LoggingConfig()
     #: Read-only probe queries timed against the baseline (checklist 5.4).
     probes: Probes = ()
+    alerting: AlertingConfig = AlertingConfig()
 
     #: Where the configuration came from (for messages); not part of the YAML.
     source: str = Field(default="<config>", exclude=True)

@@ -23,6 +23,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from .alerting import Alerting
+from .alerting.rules import database_up_result, run_missed_result, verdict_results
 from .cadence import CadenceTrigger, Clock, Schedule, SystemClock
 from .checks.query_ratio import QueryRatioTracker, Snapshot
 from .config import Config
@@ -31,7 +33,8 @@ from .http import HttpServer, Request, Response, is_admin
 from .metrics import build_registry
 from .runner import Runner
 from .state import SqliteStateStore, StateStore
-from .week import Week
+from .verdict import Verdict
+from .week import RunInfo, Week
 
 __all__ = ["Service"]
 
@@ -75,6 +78,17 @@ class Service:
         self.http.health_extras.append(self.week.health)
         self.http.add_route("POST", "/run", self._post_run, body_limit=4096)
         self.http.add_route("POST", "/deployment", self._post_deployment, body_limit=4096)
+        self.alerting = Alerting(
+            config.alerting,
+            self.store,
+            clock=lambda: datetime.now(UTC),  # delivery, retries, repeats: wall time
+            migration_name=config.migration.name,
+            base_url=self.http.url,
+        )
+        self.collector.extra.append(self.alerting.collect)
+        self.http.health_extras.append(self.alerting.health)
+        self.week.on_run.append(self._alert_on_run)
+        self.week.on_final_verdict.append(self._alert_on_verdict)
         self.pulse_interval = pulse or config.service.pulse
         self.scheduler = BackgroundScheduler(timezone=UTC)
         self.week.on_schedule_change.append(self._schedule_changed)
@@ -149,12 +163,59 @@ class Service:
         if self.scheduler.running:
             self.scheduler.add_job(self._tick, DateTrigger(run_date=datetime.now(UTC)))
 
+    # ------------------------------------------------------------------ alerting
+    def _cadence_labels(self) -> tuple[int | None, str | None]:
+        schedule = self.week.schedule()
+        if schedule is None:
+            return None, None
+        now = self.clock.now()
+        phase = schedule.phase_at(now)
+        return schedule.current_day(now), phase.name if phase else None
+
+    def _alert_on_run(self, info: RunInfo) -> None:
+        results = list(info.outcome.results)
+        if info.state != "extra":
+            results.append(
+                run_missed_result(len(info.superseded), late_by=info.delay, now=self.clock.now())
+            )
+        day, phase = self._cadence_labels()
+        self.alerting.evaluate(
+            results, now=self.clock.now(), run_id=info.run_id, day=day, phase=phase
+        )
+        self.alerting.deliver()
+
+    def _alert_on_verdict(self, verdict: Verdict) -> None:
+        criteria = {c.criterion: c.status.value for c in verdict.criteria}
+        evidence = {c.criterion: c.summary for c in verdict.criteria}
+        day, phase = self._cadence_labels()
+        self.alerting.evaluate(
+            verdict_results(criteria, evidence=evidence, now=self.clock.now()),
+            now=self.clock.now(),
+            day=day,
+            phase=phase,
+        )
+        self.alerting.deliver()
+
     def _pulse(self) -> None:
         try:
             self.runner.pulse()
             self._persist_ratio()
+            v = self.runner.view()
+            if v.database_up is not None:
+                day, phase = self._cadence_labels()
+                now = self.clock.now()
+                self.alerting.evaluate(
+                    [database_up_result(v.database_up, error=v.database_error, now=now)],
+                    now=now,
+                    day=day,
+                    phase=phase,
+                )
         except Exception:
             log.exception("pulse failed")
+        try:
+            self.alerting.deliver()
+        except Exception:
+            log.exception("alert delivery failed")
         for hook in self.on_pulse:
             try:
                 hook()
@@ -226,6 +287,7 @@ class Service:
         self.db.cancel_running()
         self.http.stop()
         self.db.close()
+        self.alerting.close()
         self.store.close()
         log.info("service stopped")
 

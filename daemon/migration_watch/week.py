@@ -28,7 +28,7 @@ from .runner import Runner, RunOutcome
 from .state import StateStore
 from .verdict import Verdict, VerdictSettings, evaluate_verdict
 
-__all__ = ["Deployment", "RunHook", "Week"]
+__all__ = ["Deployment", "RunHook", "RunInfo", "Week"]
 
 log = structlog.get_logger(__name__)
 
@@ -41,8 +41,19 @@ class Deployment:
     source: str  # config | cli | marker
 
 
-#: Called after every recorded run: (run id, state, outcome).
-RunHook = Callable[[int, str, RunOutcome], None]
+@dataclass(frozen=True)
+class RunInfo:
+    """A recorded run, as given to the hooks."""
+
+    run_id: int
+    state: str  # done | late | extra
+    outcome: RunOutcome
+    superseded: tuple[int, ...] = ()
+    delay: timedelta = timedelta(0)
+
+
+#: Called after every recorded run.
+RunHook = Callable[[RunInfo], None]
 
 
 class Week:
@@ -70,6 +81,8 @@ class Week:
         self.log_checks = False
         #: The latest verdict (provisional during the week, final after it).
         self.verdict: Verdict | None = None
+        #: Called once when the final verdict is stored.
+        self.on_final_verdict: list[Callable[[Verdict], None]] = []
 
     # ------------------------------------------------------------------ T0
     def deployment(self) -> Deployment | None:
@@ -118,7 +131,7 @@ class Week:
         with self._lock:
             run_id = self._tick_locked()
             schedule = self.schedule()
-            if run_id is not None or (
+            if (
                 schedule is not None
                 and schedule.is_over(self.clock.now())
                 and (self.verdict is None or not self.verdict.final)
@@ -153,7 +166,7 @@ class Week:
                 delay_seconds=round(due.delay.total_seconds(), 3),
                 superseded=list(due.supersedes),
             )
-        self._execute(run_id, due.state.value, now)
+        self._execute(run_id, due.state.value, now, due.supersedes, due.delay)
         return run_id
 
     def run_extra(self) -> int | None:
@@ -197,14 +210,23 @@ class Week:
     def running(self) -> bool:
         return self._lock.locked()
 
-    def _execute(self, run_id: int, state: str, now: datetime) -> None:
+    def _execute(
+        self,
+        run_id: int,
+        state: str,
+        now: datetime,
+        superseded: tuple[int, ...] = (),
+        delay: timedelta = timedelta(0),
+    ) -> None:
         outcome = self.runner.run_once(now)
         assert outcome is not None  # blocking call
         self.store.finish_run(run_id, list(outcome.results), finished_at=self.clock.now())
         log.info("run recorded", run_id=run_id, state=state, status=outcome.status.value)
+        self.refresh_verdict()
+        info = RunInfo(run_id, state, outcome, superseded, delay)
         for hook in self.on_run:
             try:
-                hook(run_id, state, outcome)
+                hook(info)
             except Exception:
                 log.exception("run hook failed", run_id=run_id)
 
@@ -261,6 +283,11 @@ class Week:
         verdict = self.evaluate_verdict()
         if verdict is not None and verdict.final:
             self.store.save_verdict(verdict.to_record())
+            for hook in self.on_final_verdict:
+                try:
+                    hook(verdict)
+                except Exception:
+                    log.exception("final verdict hook failed")
             log.info(
                 "final verdict",
                 outcome=verdict.outcome.value,

@@ -31,7 +31,8 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from ..config import Duration, _Model, _read_secret_file
+from ..cadence import Duration
+from ..configbase import _Model, _read_secret_file
 
 __all__ = [
     "RESERVED_LABELS",

@@ -59,11 +59,11 @@ def test_index_broken_then_repaired_notifies_once_each(
             clock.advance(timedelta(hours=1))
             svc.week.run_extra()
             assert _events(receiver, "MigrationWatchSchema") == ["alert.firing"]
-            firing = [
+            firing = next(
                 r.json["data"]
                 for r in receiver.requests
                 if r.json["data"].get("alertname") == "MigrationWatchSchema"
-            ][0]
+            )
             assert "idx_conversations_organization_id" in firing["annotations"]["description"]
             clock.advance(timedelta(hours=1))
             svc.week.run_extra()  # still broken: no second page

@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TextIO
 import structlog
 
 from . import __version__
-from .config import Config, default_config_text, load_config
+from .config import DEFAULT_CONFIG_PATHS, Config, default_config_text, load_config
 from .errors import ConfigError, MigrationWatchError
 from .logsetup import configure_logging
 from .results import Result, Status, overall_status
@@ -99,6 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, help="clock speed (default: 7 days in about 5 minutes)")
     p.add_argument("--output-dir", default="reports", help="where to write the report")
     p.add_argument("--listen", default="127.0.0.1:9719", help="address of /metrics and /health")
+
+    p = sub.add_parser("logs", help="application log tools")
+    lsub = p.add_subparsers(dest="logs_command", metavar="ACTION", parser_class=_Parser)
+    lsub.required = True
+    lg = lsub.add_parser("scan", help="classify log files once and print the counts")
+    _add_config(lg)
+    lg.add_argument("files", nargs="+", metavar="FILE", help="log files (- for stdin)")
+    lg.add_argument("--format", choices=["table", "json"], default="table")
+    lg.add_argument(
+        "--log-format",
+        dest="line_format",
+        choices=["json", "logfmt", "text"],
+        default=None,
+        help="line format (default: the first file source's, else json)",
+    )
 
     p = sub.add_parser("alerts", help="alert states and receiver tests")
     asub = p.add_subparsers(dest="alerts_command", metavar="ACTION", parser_class=_Parser)
@@ -348,6 +363,42 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return main_demo(args.speed, Path(args.output_dir), args.listen)
 
 
+def cmd_logs(args: argparse.Namespace, out: TextIO) -> int:
+    from .logs.classify import Classifier
+    from .logs.config import FileSourceConfig, LogsConfig
+    from .logs.scanner import scan_files
+
+    legacy, new = "customer_id", "organization_id"
+    logs = LogsConfig()
+    explicit = getattr(args, "config", None)
+    if explicit is not None or any(p.exists() for p in DEFAULT_CONFIG_PATHS):
+        try:
+            config = _config(args)
+        except ConfigError:
+            if explicit is not None:
+                raise
+        else:
+            legacy, new = config.migration.legacy_column, config.migration.new_column
+            logs = config.logs
+    files = [s for s in logs.sources if isinstance(s, FileSourceConfig)]
+    if files and args.line_format in (None, files[0].format):
+        classifier = Classifier.for_source(files[0], legacy, new, logs.classes)
+    else:
+        classifier = Classifier(legacy, new, logs.classes, format=args.line_format or "json")
+    missing = [f for f in args.files if f != "-" and not Path(f).is_file()]
+    if missing:
+        raise ConfigError(f"no such file: {', '.join(missing)}")
+    try:
+        report = scan_files(args.files, classifier)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    if args.format == "json":
+        out.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        out.write(report.to_table().rstrip("\n") + "\n")
+    return EXIT_OK
+
+
 def cmd_alerts(args: argparse.Namespace, out: TextIO) -> int:
     from .alerting import Alerting
     from .state import SqliteStateStore
@@ -437,6 +488,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         "report": cmd_report,
         "demo": cmd_demo,
         "alerts": cmd_alerts,
+        "logs": cmd_logs,
     }
     try:
         return handlers[args.command](args, out)

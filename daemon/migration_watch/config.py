@@ -30,6 +30,7 @@ from .alerting.config import AlertingConfig
 from .cadence import CadenceConfig, Duration, coerce_duration
 from .configbase import _Model, _read_secret_file
 from .errors import ConfigError, ConfigProblem
+from .logs.config import LogsConfig
 from .probes import IndexPlanCheckConfig, LatencyCheckConfig, Probes
 
 __all__ = [
@@ -298,6 +299,8 @@ class Config(_Model):
     #: Read-only probe queries timed against the baseline (checklist 5.4).
     probes: Probes = ()
     alerting: AlertingConfig = AlertingConfig()
+    #: Application logs: file sources and HTTP drains, classes (issue: application logs).
+    logs: LogsConfig = LogsConfig()
 
     #: Where the configuration came from (for messages); not part of the YAML.
     source: str = Field(default="<config>", exclude=True)

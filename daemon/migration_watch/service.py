@@ -24,12 +24,19 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .alerting import Alerting
-from .alerting.rules import database_up_result, run_missed_result, verdict_results
+from .alerting.rules import (
+    database_up_result,
+    log_source_result,
+    run_missed_result,
+    verdict_results,
+)
 from .cadence import CadenceTrigger, Clock, Schedule, SystemClock
 from .checks.query_ratio import QueryRatioTracker, Snapshot
 from .config import Config
 from .db import Database
 from .http import HttpServer, Request, Response, is_admin
+from .logs.config import FileSourceConfig
+from .logwatch import LogWatch
 from .metrics import build_registry
 from .runner import Runner
 from .state import SqliteStateStore, StateStore
@@ -87,6 +94,12 @@ class Service:
         )
         self.collector.extra.append(self.alerting.collect)
         self.http.health_extras.append(self.alerting.health)
+        self.logs = LogWatch(config, self.store)
+        self.logs.install(self.http)
+        self.week.log_checks = self.logs.enabled
+        self.runner.extra_checks.append(self.logs.window_results)
+        self.collector.extra.append(self.logs.collect)
+        self.http.health_extras.append(self.logs.health)
         self.week.on_run.append(self._alert_on_run)
         self.week.on_final_verdict.append(self._alert_on_verdict)
         self.pulse_interval = pulse or config.service.pulse
@@ -131,6 +144,16 @@ class Service:
             coalesce=True,
             misfire_grace_time=None,
         )
+        if self.logs.enabled:
+            self.scheduler.add_job(
+                self._pump_logs,
+                IntervalTrigger(seconds=self._log_poll_seconds(), timezone=UTC),
+                id="logs",
+                next_run_time=now,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
         # Start-up: one catch-up tick (a run missed while down runs once, marked late).
         self.scheduler.add_job(self._tick, DateTrigger(run_date=now, timezone=UTC), id="catch-up")
         self._schedule_changed(self.week.schedule())
@@ -201,15 +224,15 @@ class Service:
             self.runner.pulse()
             self._persist_ratio()
             v = self.runner.view()
+            now = self.clock.now()
+            signals = []
             if v.database_up is not None:
+                signals.append(database_up_result(v.database_up, error=v.database_error, now=now))
+            for name, state in (self.logs.health().get("logs") or {}).items():
+                signals.append(log_source_result(name, state["up"], error=state["error"], now=now))
+            if signals:
                 day, phase = self._cadence_labels()
-                now = self.clock.now()
-                self.alerting.evaluate(
-                    [database_up_result(v.database_up, error=v.database_error, now=now)],
-                    now=now,
-                    day=day,
-                    phase=phase,
-                )
+                self.alerting.evaluate(signals, now=now, day=day, phase=phase)
         except Exception:
             log.exception("pulse failed")
         try:
@@ -221,6 +244,20 @@ class Service:
                 hook()
             except Exception:
                 log.exception("pulse hook failed")
+
+    def _log_poll_seconds(self) -> float:
+        polls = [
+            s.poll_interval.total_seconds()
+            for s in self.config.logs.sources
+            if isinstance(s, FileSourceConfig)
+        ]
+        return max(0.05, min(polls, default=0.25))
+
+    def _pump_logs(self) -> None:
+        try:
+            self.logs.pump()
+        except Exception:
+            log.exception("log pump failed")
 
     def _tick(self) -> None:
         try:
@@ -288,6 +325,7 @@ class Service:
         self.http.stop()
         self.db.close()
         self.alerting.close()
+        self.logs.close()
         self.store.close()
         log.info("service stopped")
 

@@ -1,0 +1,142 @@
+"""Logs in the service: the HTTP drain, exact counters on /metrics across a restart, the window
+checks of each cadence run; `logs scan` on the command line."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from migration_watch import sample
+from migration_watch.cadence import ManualClock
+from migration_watch.cli import main
+from migration_watch.config import Config
+from migration_watch.service import Service
+
+MakeConfig = Callable[..., Config]
+
+LINES = [
+    # PostgREST request still filtering on the legacy column, failing: error + legacy_error
+    {"level": "error", "msg": "GET /rest/v1/conversations?customer_id=eq.42 500", "status": 500},
+    {"level": "info", "msg": "GET /rest/v1/conversations?organization_id=eq.7 200", "status": 200},
+    {"level": "info", "msg": "GET /rest/v1/conversations?organization_id=eq.8 200", "status": 200},
+    # WooCommerce's own customer_id is not the migrated column
+    {"level": "error", "msg": "POST /wp-json/wc/v3/orders customer_id=5 failed", "status": 502},
+    {"level": "info", "msg": "plain line"},
+]
+
+
+def ndjson(lines: list[dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps(x).encode() + b"\n" for x in lines)
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for fam in text_string_to_metric_families(httpx.get(url + "/metrics").text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_drain_counts_checks_and_restart(
+    db_dsn: str, make_config: MakeConfig, tmp_path: Path
+) -> None:
+    token = tmp_path / "drain-token"
+    token.write_text("drain-secret-1\n")
+    cfg = make_config(
+        db_dsn,
+        logs={
+            "sources": [
+                {
+                    "name": "drain",
+                    "type": "http",
+                    "token_file": str(token),
+                    "format": "json",
+                    "fields": {"message": "msg"},
+                }
+            ],
+            "classes": {"baseline_error_rate": 0.05},
+        },
+    )
+    clock = ManualClock(sample.DEPLOYED_AT + timedelta(days=1))
+    svc = Service(cfg, clock=clock, port=0)
+    svc.start()
+    try:
+        url = svc.http.url
+        auth = {"Authorization": "Bearer drain-secret-1"}
+        assert httpx.post(url + "/ingest/logs", content=ndjson(LINES)).status_code == 401
+        r = httpx.post(url + "/ingest/logs", content=ndjson(LINES), headers=auth)
+        assert r.status_code == 202
+        arr = json.dumps(LINES[1:3]).encode()  # a JSON array, as Vercel/Supabase drains push
+        assert httpx.post(url + "/ingest/logs", content=arr, headers=auth).status_code == 202
+        svc.logs.pump()
+        m = scrape(url)
+        key = "migration_watch_log_lines_total"
+        assert m[(key, (("class", "all"), ("source", "drain")))] == 7
+        assert m[(key, (("class", "error"), ("source", "drain")))] == 2
+        assert m[(key, (("class", "legacy_error"), ("source", "drain")))] == 1
+        assert m[(key, (("class", "legacy_reference"), ("source", "drain")))] == 1
+        assert m[(key, (("class", "new_reference"), ("source", "drain")))] == 4
+        svc.week.run_extra()
+        res = {r.check: r for r in svc.runner.view().results if r.subject == "logs"}
+        assert res["legacy_errors"].status.value == "fail"
+        assert res["legacy_errors"].observed["legacy_errors"] == 1
+        assert res["log_errors"].status.value == "fail"  # 2/7 errors vs a 5% baseline
+        assert res["legacy_log_ratio"].observed["legacy_ratio"] == pytest.approx(1 / 5)
+        health = httpx.get(url + "/health").json()
+        assert health["logs"]["drain"]["lines"] == 7
+        assert "drain-secret-1" not in json.dumps(health)
+    finally:
+        svc.stop()
+    # restart: the counters continue from their persisted values; the window is new
+    svc = Service(cfg, clock=clock, port=0)
+    svc.start()
+    try:
+        auth = {"Authorization": "Bearer drain-secret-1"}
+        ok = [{"level": "info", "msg": "GET /rest/v1/conversations?organization_id=eq.1 200"}]
+        r = httpx.post(svc.http.url + "/ingest/logs", content=ndjson(ok), headers=auth)
+        assert r.status_code == 202
+        svc.logs.pump()
+        m = scrape(svc.http.url)
+        assert m[("migration_watch_log_lines_total", (("class", "all"), ("source", "drain")))] == 8
+        clock.advance(timedelta(hours=1))
+        svc.week.run_extra()
+        res = {r.check: r for r in svc.runner.view().results if r.subject == "logs"}
+        assert res["legacy_errors"].status.value == "pass"
+        assert res["log_errors"].observed["lines"] == 1
+    finally:
+        svc.stop()
+
+
+def test_logs_scan_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "app.jsonl"
+    f.write_bytes(ndjson(LINES) + b"{broken\n")
+    out = io.StringIO()
+    assert (
+        main(["logs", "scan", str(f), "--format", "json", "--config", "/nonexistent"], out=out) == 2
+    )
+    out = io.StringIO()
+    cwd_cfg = tmp_path / "none.yaml"
+    assert not cwd_cfg.exists()
+    code = main(["logs", "scan", str(f), "--format", "json"], out=out)
+    assert code == 0
+    doc = json.loads(out.getvalue())
+    assert doc["files"] == [str(f)]
+    assert doc["lines"] == 6 and doc["parse_errors"] == 1
+    assert doc["classes"] == {
+        "error": 2,
+        "legacy_reference": 1,
+        "new_reference": 2,
+        "legacy_error": 1,
+        "fallback": 0,
+    }
+    assert main(["logs", "scan", str(tmp_path / "missing.log")]) == 2
+    assert "no such file" in capsys.readouterr().err

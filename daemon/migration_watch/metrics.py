@@ -26,7 +26,7 @@ from .config import Config
 from .results import Result, Status
 from .runner import Runner
 
-__all__ = ["METRIC_NAMES", "MigrationWatchCollector", "build_registry"]
+__all__ = ["METRIC_NAMES", "MigrationWatchCollector", "build_registry", "exported_metric_names"]
 
 _P = "migration_watch_"
 
@@ -267,3 +267,13 @@ def build_registry(
     collector = MigrationWatchCollector(config, runner)
     registry.register(collector)
     return registry, collector
+
+
+def exported_metric_names(registry: CollectorRegistry) -> frozenset[str]:
+    """The sample names a registry exports (counters with ``_total``, info with ``_info``),
+    whether or not the families have samples right now."""
+    names: set[str] = set()
+    for family in registry.collect():
+        suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
+        names.add(family.name + suffix)
+    return frozenset(names)

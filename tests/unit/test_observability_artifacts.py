@@ -43,55 +43,46 @@ ALERTS_DOC = ROOT / "docs" / "alerts.md"
 
 JOB = "migration-watch"
 
-# TODO(lead): replace this list with the names of the daemon's real registry (build the metrics
-# collector with a fresh CollectorRegistry, run it once, collect the sample names), so that a
-# dashboard or rule naming a metric the daemon does not export fails here.
-EXPORTED_METRICS = frozenset(
-    {
-        # core
-        "migration_watch_database_up",
-        "migration_watch_table_rows",
-        "migration_watch_rows_missing",
-        "migration_watch_rows_orphaned",
-        "migration_watch_rows_post_deploy_missing",
-        "migration_watch_backfill_ratio",
-        "migration_watch_check_status",
-        "migration_watch_index_scans",
-        "migration_watch_index_valid",
-        "migration_watch_rls_enabled",
-        "migration_watch_rls_policies",
-        "migration_watch_statement_calls_total",
-        "migration_watch_migration_info",
-        "migration_watch_legacy_statement_ratio",
-        "migration_watch_check_duration_seconds",
-        "migration_watch_run_duration_seconds",
-        "migration_watch_last_run_timestamp_seconds",
-        "migration_watch_last_success_timestamp_seconds",
-        "migration_watch_check_errors_total",
-        "migration_watch_build_info",
-        # cadence
-        "migration_watch_cadence_day",
-        "migration_watch_next_run_timestamp_seconds",
-        "migration_watch_runs_total",
-        "migration_watch_probe_latency_seconds",
-        "migration_watch_probe_baseline_seconds",
-        "migration_watch_verdict",
-        "migration_watch_deployed_timestamp_seconds",
-        # logs
-        "migration_watch_log_lines_total",
-        "migration_watch_log_bytes_total",
-        "migration_watch_log_parse_errors_total",
-        "migration_watch_log_truncated_lines_total",
-        "migration_watch_log_rotations_total",
-        "migration_watch_log_lag_bytes",
-        "migration_watch_log_source_up",
-        # alerting
-        "migration_watch_notifications_total",
-        "migration_watch_outbox_size",
-        "migration_watch_outbox_oldest_age_seconds",
-        "migration_watch_alerts",
-    }
-)
+
+def _exported_metrics() -> frozenset[str]:
+    """The names the daemon's real registry exports, with every feature configured (probes,
+    log sources, alert receivers), so a dashboard or rule naming a metric the daemon does not
+    export fails here. No database is needed: collecting only reads memory and the state file."""
+    import tempfile
+
+    from migration_watch.config import parse_config
+    from migration_watch.metrics import exported_metric_names
+    from migration_watch.service import Service
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = parse_config(
+            {
+                "database": {"dsn": "host=127.0.0.1 port=1 dbname=x"},
+                "migration": {
+                    "name": "m",
+                    "legacy_column": "customer_id",
+                    "new_column": "organization_id",
+                    "deployed_at": "2025-10-23T09:00:00Z",
+                    "tables": [{"name": "conversations"}],
+                },
+                "http": {"listen": "127.0.0.1:0"},
+                "state": {"path": f"{tmp}/state.sqlite"},
+                "probes": [{"name": "p", "sql": "SELECT 1"}],
+                "logs": {"sources": [{"name": "drain", "type": "http", "token": "t"}]},
+                "alerting": {
+                    "receivers": [{"name": "r", "type": "webhook", "url": "http://127.0.0.1:1/"}]
+                },
+            },
+            env={},
+        )
+        svc = Service(config)
+        try:
+            return exported_metric_names(svc.registry)
+        finally:
+            svc.stop()
+
+
+EXPORTED_METRICS = _exported_metrics()
 # Series Prometheus itself writes.
 PROMETHEUS_SERIES = frozenset({"up", "ALERTS"})
 

@@ -34,7 +34,7 @@ from psycopg.rows import DictRow
 
 from .checks.query_ratio import classify_statement
 from .config import Config
-from .db import SQL_TAG, Database, tagged
+from .db import SQL_TAG, Database, pg_stat_statements_location, tagged
 from .errors import DatabaseError
 from .probes import ProbeConfig
 from .state import Baseline, ProbeBaseline, StatementBaseline
@@ -293,19 +293,11 @@ def _statement_baselines(
     whether pg_stat_statements was usable."""
     info: dict[str, Any] = {"source": "pg_stat_statements", "available": False}
     with db.read_only() as cur:
-        cur.execute(
-            tagged(
-                "SELECT n.nspname, e.extversion FROM pg_catalog.pg_extension e"
-                " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
-                " WHERE e.extname = 'pg_stat_statements'"
-            )
-        )
-        ext = cur.fetchone()
-        if ext is None:
+        found = pg_stat_statements_location(cur)
+        if found is None:
             info["reason"] = "extension pg_stat_statements is not installed in this database"
             return [], info
-        schema = sql.Identifier(ext["nspname"])
-        version = tuple(int(p) for p in str(ext["extversion"]).split(".")[:2])
+        schema, version = found
         total = sql.SQL("total_exec_time" if version >= (1, 8) else "total_time")
         try:
             with cur.connection.transaction():  # savepoint: a failure must not end the txn
@@ -352,7 +344,7 @@ def _statement_baselines(
         for qid, (calls, total_ms, text) in sorted(merged.items())
     ]
     info["available"] = True
-    info["extversion"] = str(ext["extversion"])
+    info["extversion"] = ".".join(str(p) for p in version)
     info["hidden_statements"] = hidden  # other roles' entries without pg_read_all_stats
     info["usage"] = {
         str(s.queryid): classify_statement(

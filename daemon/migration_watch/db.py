@@ -28,7 +28,7 @@ from psycopg.rows import DictRow, dict_row
 from .config import DatabaseConfig
 from .errors import DatabaseError
 
-__all__ = ["SQL_TAG", "Database", "redact", "redact_dsn", "tagged"]
+__all__ = ["SQL_TAG", "Database", "pg_stat_statements_location", "redact", "redact_dsn", "tagged"]
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +40,25 @@ def tagged(query: LiteralString | sql.Composable) -> sql.Composed:
     """``query`` prefixed with :data:`SQL_TAG` (pg_stat_statements keeps the comment)."""
     body = sql.SQL(query) if isinstance(query, str) else query
     return sql.SQL(SQL_TAG) + body
+
+
+def pg_stat_statements_location(
+    cur: psycopg.Cursor[DictRow],
+) -> tuple[sql.Identifier, tuple[int, ...]] | None:
+    """Schema (as an identifier) and version of pg_stat_statements in this database, found
+    through ``pg_extension`` (Supabase installs it in ``extensions``); None when absent."""
+    cur.execute(
+        tagged(
+            "SELECT n.nspname, e.extversion FROM pg_catalog.pg_extension e"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
+            " WHERE e.extname = 'pg_stat_statements'"
+        )
+    )
+    ext = cur.fetchone()
+    if ext is None:
+        return None
+    version = tuple(int(p) for p in str(ext["extversion"]).split(".")[:2] if p.isdigit())
+    return sql.Identifier(ext["nspname"]), version
 
 
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)

@@ -30,8 +30,11 @@ import re
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 from pydantic import model_validator as _model_validator
+
+from .cadence import coerce_duration
+from .configbase import _Model
 
 __all__ = [
     "IndexPlanCheckConfig",
@@ -60,13 +63,7 @@ _LOCKING = frozenset({"share", "key", "no", "update"})
 
 
 def _duration(value: Any) -> timedelta:
-    from .config import parse_duration  # late: config.py imports this module
-
-    return parse_duration(value)
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    return coerce_duration(value)
 
 
 # --------------------------------------------------------------------------- SQL validation

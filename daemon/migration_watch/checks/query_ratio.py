@@ -25,7 +25,7 @@ from psycopg import sql
 from psycopg.rows import DictRow
 
 from ..config import Config
-from ..db import SQL_TAG, Database, tagged
+from ..db import SQL_TAG, Database, pg_stat_statements_location, tagged
 from ..errors import DatabaseError
 from ..results import Result, Status
 
@@ -176,18 +176,10 @@ class QueryRatioTracker:
     def _read(
         self, cur: psycopg.Cursor[DictRow], cfg: Config
     ) -> tuple[list[tuple[int, int, int, str | None]], datetime | None]:
-        cur.execute(
-            tagged(
-                "SELECT n.nspname, e.extversion FROM pg_catalog.pg_extension e"
-                " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
-                " WHERE e.extname = 'pg_stat_statements'"
-            )
-        )
-        ext = cur.fetchone()
-        if ext is None:
+        found = pg_stat_statements_location(cur)
+        if found is None:
             raise _Unavailable("extension pg_stat_statements is not installed in this database")
-        schema = sql.Identifier(ext["nspname"])
-        version = tuple(int(p) for p in str(ext["extversion"]).split(".")[:2])
+        schema, version = found
         classifier = self._get_classifier(cfg)
         try:
             with cur.connection.transaction():  # savepoint: a failure must not end the txn

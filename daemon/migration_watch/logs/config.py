@@ -34,14 +34,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     field_validator,
     model_validator,
 )
+
+from ..cadence import Duration, coerce_duration
+from ..configbase import _Model
 
 __all__ = [
     "DEFAULT_ERROR_LEVELS",
@@ -85,40 +85,12 @@ DEFAULT_FALLBACK: tuple[str, ...] = (
     "Fell back",
 )
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 def parse_duration(value: Any) -> timedelta:
     """``"250ms"``, ``"30s"``, ``"5m"``, ``"1h30m"``, ``"7d"`` or a number of seconds."""
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError("expected a duration such as 250ms, 30s or 5m")
-    elif isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            parts = _DURATION_PART.findall(text)
-            if not parts or "".join(n + u for n, u in parts) != text:
-                raise ValueError(
-                    f"invalid duration {value!r}: use e.g. 250ms, 30s, 5m, 1h30m"
-                ) from None
-            unit = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-            seconds = sum(float(n) * unit[u] for n, u in parts)
-    if not seconds >= 0 or seconds == float("inf"):
-        raise ValueError("duration must be a finite, non-negative number of seconds")
-    return timedelta(seconds=seconds)
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    return coerce_duration(value)
 
 
 class FieldsConfig(_Model):

@@ -251,6 +251,18 @@ def test_error_never_resolves_and_raises_its_own_alert_when_sustained(
     assert [(t.kind, t.state) for t in ts] == [(AlertKind.FAIL, AlertState.RESOLVED)]
 
 
+def test_skipped_holds_a_firing_alert_until_a_real_pass(
+    store: SqliteStateStore, clock: ManualClock
+) -> None:
+    a = make(store, clock)
+    a.evaluate([R("coverage", FAIL)], now=T0)
+    ts = a.evaluate([R("coverage", Status.SKIPPED)], now=T0 + HOUR)
+    assert ts == []
+    assert states(a)[("MigrationWatchCoverage", "public.conversations", "fail")] == "firing"
+    ts = a.evaluate([R("coverage", PASS)], now=T0 + 2 * HOUR)
+    assert [(t.kind, t.state) for t in ts] == [(AlertKind.FAIL, AlertState.RESOLVED)]
+
+
 def test_a_single_error_is_not_an_alert(store: SqliteStateStore, clock: ManualClock) -> None:
     a = make(store, clock)
     a.evaluate([R("rls", ERROR)], now=T0)

@@ -122,9 +122,11 @@ def _signal(kind: AlertKind, status: Status) -> Signal:
         return Signal.ACTIVE if status is Status.ERROR else Signal.CLEAR
     if status is Status.FAIL:
         return Signal.ACTIVE
-    if status is Status.ERROR:
+    if status in (Status.ERROR, Status.SKIPPED):
+        # A resolved notice needs a real pass: "could not measure" and "not applicable"
+        # confirm nothing, so they hold the alert as it is.
         return Signal.HOLD
-    return Signal.CLEAR  # pass, skipped
+    return Signal.CLEAR
 
 
 def alert_labels(rule: Rule, kind: AlertKind, check: str, subject: str) -> dict[str, str]:

@@ -12,7 +12,8 @@ few evaluations (pulses) before firing, so one bad minute does not page.
 
 Each rule yields up to three alerts per subject, told apart by labels:
 
-- the *fail* alert (``severity`` of the rule) on ``fail``; an ``error`` holds it as it is;
+- the *fail* alert (``severity`` of the rule) on ``fail``; an ``error`` or a ``skipped`` holds
+  it as it is (a resolved notice is only sent after a real ``pass``);
 - the *error* alert (label ``condition="error"``) on a sustained ``error`` (``error_for``
   consecutive evaluations); any measurement (pass, fail, skipped) resolves it;
 - the *escalated* alert (``escalate_severity``, e.g. critical) when the failure lasts

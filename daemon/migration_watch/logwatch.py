@@ -16,7 +16,8 @@ a restart. Each cadence run summarises the window since the previous run into th
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ from .http import HttpServer, Request, Response
 from .logs.classify import Classifier, Counts, Samples
 from .logs.config import FileSourceConfig, HttpSourceConfig
 from .logs.drain import DrainIngest
+from .logs.follower import LogFollower
 from .results import Result, Status
 from .state import StateStore
 
@@ -61,14 +63,20 @@ class _Drain:
 class LogWatch:
     """Every log source of the configuration, and their checks and metrics."""
 
-    def __init__(self, config: Config, store: StateStore) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: StateStore,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self.store = store
         logs = config.logs
         m = config.migration
         self._lock = threading.Lock()
         self.drains: dict[str, _Drain] = {}
-        self.follower: Any = None
+        self.follower: LogFollower | None = None
         file_sources: list[FileSourceConfig] = []
         for source in logs.sources:
             if isinstance(source, HttpSourceConfig):
@@ -79,9 +87,7 @@ class LogWatch:
             else:
                 file_sources.append(source)
         if file_sources:
-            from .logs.follower import LogFollower  # type: ignore[import-not-found,unused-ignore]
-
-            self.follower = LogFollower(logs, m.legacy_column, m.new_column, store)
+            self.follower = LogFollower(logs, m.legacy_column, m.new_column, store, clock=monotonic)
 
     @property
     def enabled(self) -> bool:
@@ -126,7 +132,11 @@ class LogWatch:
                 if n:
                     self.store.save_log_checkpoint(name, [], drain.totals.to_dict())
         if self.follower is not None:
-            self.follower.poll()
+            # A backlog is read in bounded slices (8 MiB a source): a few slices per call,
+            # so a scrape never waits long for the GIL.
+            for _ in range(4):
+                if self.follower.poll() > 0.0:
+                    break
 
     def totals(self) -> dict[str, Counts]:
         out: dict[str, Counts] = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -34,6 +35,7 @@ from .cadence import CadenceTrigger, Clock, Schedule, SystemClock
 from .checks.query_ratio import QueryRatioTracker, Snapshot
 from .config import Config
 from .db import Database
+from .errors import ConfigError
 from .http import HttpServer, Request, Response, is_admin
 from .logs.config import FileSourceConfig
 from .logwatch import LogWatch
@@ -64,6 +66,7 @@ class Service:
         host: str | None = None,
         port: int | None = None,
         pulse: timedelta | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.clock: Clock = clock or SystemClock()
@@ -75,12 +78,16 @@ class Service:
         self.runner.baseline = self.store.load_baseline
         self.registry, self.collector = build_registry(config, self.runner)
         self.collector.extra.append(self.week.collect)
-        self.http = HttpServer(
-            self.runner,
-            self.registry,
-            host=host if host is not None else config.http.host,
-            port=port if port is not None else config.http.port,
-        )
+        bind_host = host if host is not None else config.http.host
+        bind_port = port if port is not None else config.http.port
+        try:
+            self.http = HttpServer(self.runner, self.registry, host=bind_host, port=bind_port)
+        except OSError as exc:
+            self.store.close()
+            raise ConfigError(
+                f"http.listen: cannot listen on {bind_host}:{bind_port}: {exc.strerror or exc}",
+                source=config.source,
+            ) from None
         self.http.ready_checks.append(self.week.ready_reason)
         self.http.health_extras.append(self.week.health)
         self.http.add_route("POST", "/run", self._post_run, body_limit=4096)
@@ -94,7 +101,7 @@ class Service:
         )
         self.collector.extra.append(self.alerting.collect)
         self.http.health_extras.append(self.alerting.health)
-        self.logs = LogWatch(config, self.store)
+        self.logs = LogWatch(config, self.store, monotonic=monotonic)
         self.logs.install(self.http)
         self.week.log_checks = self.logs.enabled
         self.runner.extra_checks.append(self.logs.window_results)

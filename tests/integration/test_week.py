@@ -267,3 +267,17 @@ def test_corrupt_state_file_is_a_clear_error(
     err = capsys.readouterr().err
     assert str(state) in err
     assert state.read_bytes().startswith(b"this is not a database")  # never a silent reset
+
+
+def test_port_in_use_is_a_clear_config_error(make_config: MakeConfig, tmp_path: Path) -> None:
+    import socket
+
+    from migration_watch.errors import ConfigError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        cfg = make_config("host=127.0.0.1 port=1", http={"listen": f"127.0.0.1:{port}"})
+        with pytest.raises(ConfigError, match=r"http.listen: cannot listen on 127.0.0.1:\d+"):
+            Service(cfg)

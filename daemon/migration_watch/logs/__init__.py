@@ -6,6 +6,9 @@
   :class:`Counts`, :class:`Samples`.
 * :mod:`.scanner`: :func:`scan_chunk`, :class:`LineStream`, :func:`scan_files` (``logs scan``).
 * :mod:`.drain`: ``POST /ingest/logs`` logic (:class:`DrainIngest`).
+* :mod:`.follower`: continuous, exactly-once following of ``file`` sources
+  (:class:`~.follower.LogFollower`, :class:`~.follower.SourceFollower`); import it from
+  there (it needs the state store, which this package does not load for ``logs scan``).
 """
 
 from .classify import CLASSES, Classifier, Counts, Samples, redact

@@ -14,6 +14,13 @@ printed too. The generator's exact counts are checked against the scanner's.
 
     python bench/logs.py                 # 200 MB
     python bench/logs.py --size-mb 20    # quicker
+    python bench/logs.py --t0 0.5        # a deployment half-way through the log: the
+                                         # scanner also reads timestamps until it passes T0
+
+With ``--t0 F`` (0 to 1, or ``none``) the scanner follows the file as the daemon does (a
+``LineStream`` with a ``DeployGate``), T0 being the time of the line at fraction F of the
+file: lines before it are also counted as pre-deploy. ``--t0 0`` shows the cost once past T0
+(the first line settles it), ``--t0 1`` the cost of reading every timestamp.
 """
 
 from __future__ import annotations
@@ -106,8 +113,12 @@ _UA = (
 )
 
 
+_BASE_MS = 1_761_210_000_000  # pino's "time": epoch milliseconds
+_STEP_MS = 7
+
+
 def _line(rng: random.Random, i: int, truth: Truth) -> str:
-    t0 = 1_761_210_000_000 + i * 7
+    t0 = _BASE_MS + i * _STEP_MS
     base: dict[str, object] = {"level": "info", "time": t0, "pid": 4242, "hostname": "web-7f9c"}
     r = rng.random()
     classes: set[str] = set()
@@ -255,8 +266,24 @@ from migration_watch.logs.scanner import scan_files
 fields = FieldsConfig(**json.loads(sys.argv[2]))
 classifier = Classifier(sys.argv[3], sys.argv[4], fields=fields)
 cpu0, wall0 = time.process_time(), time.perf_counter()
-report = scan_files([sys.argv[1]], classifier)
-out = report.to_json()
+if sys.argv[5]:  # as the follower does: a LineStream with a DeployGate (see --t0)
+    from datetime import UTC, datetime
+    from migration_watch.logs.classify import Counts, Samples
+    from migration_watch.logs.deploy import DeployGate, TimestampReader
+    from migration_watch.logs.scanner import LineStream
+    gate = DeployGate(TimestampReader("json", fields), ordered=True)
+    gate.set_t0(datetime.fromtimestamp(int(sys.argv[5]) / 1000, UTC))
+    stream = LineStream(classifier, samples=Samples(), gate=gate)
+    counts, pre = Counts(), Counts()
+    with open(sys.argv[1], "rb") as f:
+        while data := f.read(1024 * 1024):
+            stream.feed(data, counts, pre)
+    stream.flush(counts, pre)
+    out = {"lines": counts.lines, "bytes": counts.bytes, "classes": counts.classes(),
+           "parse_errors": counts.parse_errors, "truncated": counts.truncated,
+           "pre_deploy_lines": pre.lines, "pre_deploy_errors": pre.error}
+else:
+    out = scan_files([sys.argv[1]], classifier).to_json()
 out["scan_cpu"] = time.process_time() - cpu0
 out["scan_wall"] = time.perf_counter() - wall0
 out["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -285,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", type=Path, help="reuse (or keep) the generated log here")
     parser.add_argument("--search", default="*", help="comma-separated search fields, * = line")
     parser.add_argument("--mtail", default="/usr/bin/mtail")
+    parser.add_argument(
+        "--t0", default="none", help="deployment at this fraction of the file (0-1) or none"
+    )
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="mw-bench-logs-"))
@@ -303,9 +333,24 @@ def main(argv: list[str] | None = None) -> int:
                 pass
 
         fields = dict(FIELDS, search=args.search.split(","))
+        t0_ms = ""
+        pre_lines = 0
+        if args.t0 != "none":
+            pre_lines = round(float(args.t0) * truth.lines)
+            t0_ms = str(_BASE_MS + pre_lines * _STEP_MS)
+            print(f"T0 at line {pre_lines} of {truth.lines} (time {t0_ms} ms)")
         scanner = _run(
             "scanner",
-            [sys.executable, "-c", _SCANNER_CHILD, str(path), json.dumps(fields), LEGACY, NEW],
+            [
+                sys.executable,
+                "-c",
+                _SCANNER_CHILD,
+                str(path),
+                json.dumps(fields),
+                LEGACY,
+                NEW,
+                t0_ms,
+            ],
         )
         result = json.loads(scanner.output)
         scanner.maxrss_kb = result.pop("maxrss_kb")
@@ -362,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
         if got != expected:
             ok = False
             print(f"MISMATCH scanner {got} != generator {expected}")
+        if t0_ms and result["pre_deploy_lines"] != pre_lines:
+            ok = False
+            print(f"MISMATCH pre-deploy lines {result['pre_deploy_lines']} != {pre_lines}")
         if int(grep.output or 0) != truth.grep_lines:
             ok = False
             print(f"MISMATCH grep {grep.output.strip()} != generator {truth.grep_lines}")

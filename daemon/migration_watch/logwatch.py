@@ -4,10 +4,17 @@
 counted by :meth:`pump` on the pulse) and ``file`` sources (a
 :class:`~migration_watch.logs.follower.LogFollower`). Totals per source are persisted in the
 state store with the offsets that produced them, so ``/metrics`` counters continue exactly after
-a restart. Each cadence run summarises the window since the previous run into three checks:
+a restart.
 
-* ``log_errors``: the window's error rate against ``logs.classes.baseline_error_rate``
-  (``skipped`` when no baseline is configured),
+With ``deployed_at`` (T0), each source also counts the lines older than T0 into a pre-deploy
+Counts (a subset of its totals, persisted with them; see :mod:`.logs.deploy`). Each cadence run
+summarises the window since the previous run — post-deploy lines only — into three checks:
+
+* ``log_errors``: the window's error rate against the error rate of the pre-deploy lines of the
+  same logs when there are at least ``logs.classes.baseline_min_lines`` of them (which needs
+  ``start_at: beginning`` or a file holding pre-deploy lines, or a drain replaying them), else
+  against ``logs.classes.baseline_error_rate``, else ``skipped``; ``fail`` above the baseline
+  + 10 %. ``observed`` says which baseline was used (``baseline_source: logs | config``),
 * ``legacy_errors``: errors that reference the legacy column (the checklist's
   "customer_id related errors"), ``fail`` when > 0,
 * ``legacy_log_ratio``: legacy / (legacy + new) references, reported for the verdict's trend.
@@ -29,6 +36,12 @@ from .configbase import _read_secret_file
 from .http import HttpServer, Request, Response
 from .logs.classify import Classifier, Counts, Samples
 from .logs.config import FileSourceConfig, HttpSourceConfig
+from .logs.deploy import (
+    DeployGate,
+    TimestampReader,
+    pre_deploy_counters,
+    pre_deploy_from_counters,
+)
 from .logs.drain import DrainIngest
 from .logs.follower import LogFollower
 from .results import Result, Status
@@ -46,7 +59,9 @@ ERROR_RATE_TOLERANCE = 0.10
 
 
 class _Drain:
-    def __init__(self, source: HttpSourceConfig, classifier: Classifier, totals: Counts) -> None:
+    def __init__(
+        self, source: HttpSourceConfig, classifier: Classifier, totals: Counts, pre: Counts
+    ) -> None:
         token = source.token.get_secret_value() if source.token else None
         if source.token_file is not None:
             token = _read_secret_file(source.token_file)
@@ -57,7 +72,16 @@ class _Drain:
         self.ingest = DrainIngest(source, token=token, hmac_secret=secret)
         self.classifier = classifier
         self.totals = totals
+        self.pre = pre
+        self.gate = DeployGate(
+            TimestampReader.for_source(source),
+            ordered=False,
+            max_line_bytes=classifier.max_line_bytes,
+        )
         self.samples = Samples()
+
+    def counters(self) -> dict[str, int]:
+        return {**self.totals.to_dict(), **pre_deploy_counters(self.pre)}
 
 
 class LogWatch:
@@ -69,9 +93,12 @@ class LogWatch:
         store: StateStore,
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        deployed_at: Callable[[], datetime | None] | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        self._deployed_at = deployed_at
+        self._t0_failed = False
         logs = config.logs
         m = config.migration
         self._lock = threading.Lock()
@@ -83,21 +110,45 @@ class LogWatch:
                 classifier = Classifier.for_source(
                     source, m.legacy_column, m.new_column, logs.classes
                 )
-                self.drains[source.name] = _Drain(source, classifier, self._restore(source.name))
+                totals, pre = self._restore(source.name)
+                self.drains[source.name] = _Drain(source, classifier, totals, pre)
             else:
                 file_sources.append(source)
         if file_sources:
-            self.follower = LogFollower(logs, m.legacy_column, m.new_column, store, clock=monotonic)
+            self.follower = LogFollower(
+                logs,
+                m.legacy_column,
+                m.new_column,
+                store,
+                clock=monotonic,
+                deployed_at=deployed_at,
+            )
 
     @property
     def enabled(self) -> bool:
         return bool(self.config.logs.sources)
 
-    def _restore(self, source: str) -> Counts:
+    def _restore(self, source: str) -> tuple[Counts, Counts]:
+        """A drain's totals and pre-deploy counts, as last saved."""
         cp = self.store.load_log_checkpoint(source)
         if cp is None:
-            return Counts()
-        return Counts.from_dict({k: int(v) for k, v in cp.counters.items() if k != "rotations"})
+            return Counts(), Counts()
+        totals = Counts.from_dict({k: int(v) for k, v in cp.counters.items() if "." not in k})
+        return totals, pre_deploy_from_counters(cp.counters)
+
+    def deployed_at(self) -> datetime | None:
+        """T0 as known now (None when unknown or when it cannot be read)."""
+        if self._deployed_at is None:
+            return None
+        try:
+            t0 = self._deployed_at()
+        except Exception as exc:  # noqa: BLE001 - the store may fail; count as post-deploy
+            if not self._t0_failed:
+                log.warning("log_deployed_at_failed", error=str(exc))
+            self._t0_failed = True
+            return None
+        self._t0_failed = False
+        return t0
 
     # ------------------------------------------------------------------ HTTP drain
     def install(self, http: HttpServer) -> None:
@@ -126,11 +177,19 @@ class LogWatch:
     # ------------------------------------------------------------------ counting
     def pump(self) -> None:
         """Count what the drains queued and follow the files (called on a short timer)."""
+        t0 = self.deployed_at() if self.drains else None
         for name, drain in self.drains.items():
             with self._lock:
-                n = drain.ingest.consume(drain.classifier, drain.totals, samples=drain.samples)
+                drain.gate.set_t0(t0)
+                n = drain.ingest.consume(
+                    drain.classifier,
+                    drain.totals,
+                    samples=drain.samples,
+                    gate=drain.gate,
+                    pre=drain.pre,
+                )
                 if n:
-                    self.store.save_log_checkpoint(name, [], drain.totals.to_dict())
+                    self.store.save_log_checkpoint(name, [], drain.counters())
         if self.follower is not None:
             # A backlog is read in bounded slices (8 MiB a source): a few slices per call,
             # so a scrape never waits long for the GIL.
@@ -139,13 +198,22 @@ class LogWatch:
                     break
 
     def totals(self) -> dict[str, Counts]:
-        out: dict[str, Counts] = {}
+        """Every line read, per source (what ``/metrics`` shows)."""
+        return {name: both[0] for name, both in self._counts().items()}
+
+    def pre_deploy(self) -> dict[str, Counts]:
+        """The lines older than the deployment, per source (a subset of :meth:`totals`)."""
+        return {name: both[1] for name, both in self._counts().items()}
+
+    def _counts(self) -> dict[str, tuple[Counts, Counts]]:
+        """``(totals, pre_deploy)`` per source, read together."""
+        out: dict[str, tuple[Counts, Counts]] = {}
         with self._lock:
             for name, drain in self.drains.items():
-                out[name] = drain.totals.copy()
+                out[name] = (drain.totals.copy(), drain.pre.copy())
         if self.follower is not None:
             for name, state in self.follower.snapshot().items():
-                out[name] = state.totals.copy()
+                out[name] = (state.totals.copy(), state.pre_deploy.copy())
         return out
 
     def _sources_state(self) -> dict[str, dict[str, Any]]:
@@ -165,53 +233,46 @@ class LogWatch:
 
     # ------------------------------------------------------------------ the window checks
     def window_results(self, now: datetime) -> list[Result]:
-        """The three log checks over the window since the previous run (then a new window)."""
+        """The three log checks over the window since the previous run (then a new window).
+
+        The window holds the post-deploy lines read since the previous run: the change of
+        each source's totals minus the change of its pre-deploy counts.
+        """
         if not self.enabled:
             return []
-        totals = self.totals()
+        counts = self._counts()
         previous = self.store.get_meta(_WINDOW_KEY) or {}
+        prev_totals: dict[str, Any] = dict(previous.get("sources", {}))
+        prev_pre: dict[str, Any] = dict(previous.get("pre_deploy", {}))
+        stored_totals, stored_pre = dict(prev_totals), dict(prev_pre)
         window = Counts()
+        excluded = Counts()  # pre-deploy lines read during the window
+        baseline = Counts()
         since = previous.get("at")
-        for name, counts in totals.items():
-            before = Counts.from_dict(previous.get("sources", {}).get(name, {}))
-            delta = counts - before
-            if delta.lines < 0:  # counters cannot go back; a reset store starts over
-                delta = counts
-            window.add(delta)
+        for name, (total, pre) in counts.items():
+            pre_before = Counts.from_dict(prev_pre.get(name, {}))
+            delta = total - Counts.from_dict(prev_totals.get(name, {}))
+            pre_delta = pre - pre_before
+            if delta.lines < 0 or pre_delta.lines < 0:
+                # Not loaded yet (a restart before the source's first poll): the store holds
+                # both, so counters never go back; its lines go to the next window.
+                baseline.add(pre_before)
+                continue
+            window.add(delta - pre_delta)
+            excluded.add(pre_delta)
+            baseline.add(pre)
+            stored_totals[name], stored_pre[name] = total.to_dict(), pre.to_dict()
         self.store.set_meta(
             _WINDOW_KEY,
-            {"at": now.isoformat(), "sources": {n: c.to_dict() for n, c in totals.items()}},
+            {"at": now.isoformat(), "sources": stored_totals, "pre_deploy": stored_pre},
         )
-        details = {"since": since, "lines": window.lines, "bytes": window.bytes}
-        rate = window.error / window.lines if window.lines else 0.0
-        baseline = self.config.logs.classes.baseline_error_rate
-        results: list[Result] = []
-        if baseline is None:
-            status, message = (
-                Status.SKIPPED,
-                f"{window.error} errors in {window.lines} lines ({rate:.3%}); no baseline error"
-                " rate (set logs.classes.baseline_error_rate)",
-            )
-        else:
-            limit = baseline * (1 + ERROR_RATE_TOLERANCE)
-            failed = window.error > 0 and rate > limit
-            status = Status.FAIL if failed else Status.PASS
-            message = (
-                f"error rate {rate:.3%} ({window.error} of {window.lines} lines) vs baseline"
-                f" {baseline:.3%}"
-            )
-        results.append(
-            Result(
-                check="log_errors",
-                subject="logs",
-                status=status,
-                observed={"errors": window.error, "lines": window.lines, "error_rate": rate},
-                threshold={"baseline_error_rate": baseline, "tolerance": ERROR_RATE_TOLERANCE},
-                details=details,
-                message=message,
-                measured_at=now,
-            )
-        )
+        details = {
+            "since": since,
+            "lines": window.lines,
+            "bytes": window.bytes,
+            "pre_deploy_lines_excluded": excluded.lines,
+        }
+        results = [self._log_errors(window, baseline, details, now)]
         legacy_col = self.config.migration.legacy_column
         results.append(
             Result(
@@ -252,6 +313,76 @@ class LogWatch:
             )
         )
         return results
+
+    def _log_errors(
+        self, window: Counts, pre: Counts, details: dict[str, Any], now: datetime
+    ) -> Result:
+        """``log_errors``: the window's error rate against the pre-deploy or configured one."""
+        classes = self.config.logs.classes
+        rate = window.error / window.lines if window.lines else 0.0
+        seen = f"{window.error} errors in {window.lines} lines ({rate:.3%})"
+        baseline: float | None
+        if pre.lines >= classes.baseline_min_lines:
+            source: str | None = "logs"
+            baseline = pre.error / pre.lines
+            against = (
+                f"the pre-deploy baseline {baseline:.3%} ({pre.error} of {pre.lines} lines"
+                " before the deployment)"
+            )
+        elif classes.baseline_error_rate is not None:
+            source, baseline = "config", classes.baseline_error_rate
+            against = f"the configured baseline {baseline:.3%}"
+        else:
+            source, baseline = None, None
+        observed: dict[str, Any] = {
+            "errors": window.error,
+            "lines": window.lines,
+            "error_rate": rate,
+            "baseline_source": source,
+            "baseline_error_rate": baseline,
+            "baseline_lines": pre.lines,
+        }
+        details = {
+            **details,
+            "baseline_source": source,
+            "baseline_errors": pre.error,
+            "baseline_lines": pre.lines,
+            "baseline_min_lines": classes.baseline_min_lines,
+        }
+        if baseline is None:
+            if self.deployed_at() is None:
+                why = "the deployment time (T0) is unknown, so no log line is pre-deploy"
+            else:
+                why = (
+                    f"{pre.lines} pre-deploy log lines (logs.classes.baseline_min_lines"
+                    f" = {classes.baseline_min_lines})"
+                )
+            status = Status.SKIPPED
+            message = f"{seen}; no baseline: {why}, and no logs.classes.baseline_error_rate"
+        else:
+            limit = baseline * (1 + ERROR_RATE_TOLERANCE)
+            failed = window.error > 0 and rate > limit
+            status = Status.FAIL if failed else Status.PASS
+            message = f"error rate {rate:.3%} ({window.error} of {window.lines} lines) vs {against}"
+            if source == "config" and pre.lines:
+                message += (
+                    f"; {pre.lines} pre-deploy log lines are fewer than"
+                    f" baseline_min_lines = {classes.baseline_min_lines}"
+                )
+        return Result(
+            check="log_errors",
+            subject="logs",
+            status=status,
+            observed=observed,
+            threshold={
+                "baseline_error_rate": baseline,
+                "baseline_source": source,
+                "tolerance": ERROR_RATE_TOLERANCE,
+            },
+            details=details,
+            message=message,
+            measured_at=now,
+        )
 
     # ------------------------------------------------------------------ reporting
     def collect(self) -> Iterator[Metric]:
@@ -298,11 +429,17 @@ class LogWatch:
     def health(self) -> dict[str, Any]:
         if not self.enabled:
             return {}
-        totals = self.totals()
+        counts = self._counts()
         out: dict[str, Any] = {}
         for name, s in self._sources_state().items():
-            c = totals.get(name, Counts())
-            out[name] = {**s, "lines": c.lines, "errors": c.error, "legacy_errors": c.legacy_error}
+            c, pre = counts.get(name, (Counts(), Counts()))
+            out[name] = {
+                **s,
+                "lines": c.lines,
+                "errors": c.error,
+                "legacy_errors": c.legacy_error,
+                "pre_deploy_lines": pre.lines,
+            }
         return {"logs": out}
 
     def close(self) -> None:

@@ -101,7 +101,9 @@ class Service:
         )
         self.collector.extra.append(self.alerting.collect)
         self.http.health_extras.append(self.alerting.health)
-        self.logs = LogWatch(config, self.store, monotonic=monotonic)
+        self.logs = LogWatch(
+            config, self.store, monotonic=monotonic, deployed_at=self.week.deployed_at
+        )
         self.logs.install(self.http)
         self.week.log_checks = self.logs.enabled
         self.runner.extra_checks.append(self.logs.window_results)
@@ -162,7 +164,9 @@ class Service:
                 misfire_grace_time=None,
             )
         # Start-up: one catch-up tick (a run missed while down runs once, marked late).
-        self.scheduler.add_job(self._tick, DateTrigger(run_date=now, timezone=UTC), id="catch-up")
+        self.scheduler.add_job(
+            self._startup_tick, DateTrigger(run_date=now, timezone=UTC), id="catch-up"
+        )
         self._schedule_changed(self.week.schedule())
         self.scheduler.start()
         d = self.week.deployment()
@@ -265,6 +269,10 @@ class Service:
             self.logs.pump()
         except Exception:
             log.exception("log pump failed")
+
+    def _startup_tick(self) -> None:
+        self._tick()
+        log.info("start-up catch-up done", runs=self.week.tally())
 
     def _tick(self) -> None:
         try:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -829,6 +829,110 @@ def test_log_follower_polls_due_sources_and_publishes_a_snapshot(
     assert follower.snapshot()["b"].totals == gen_b.expected
     assert set(store.log_checkpoints()) == {"a", "b", "c"}
     follower.close()
+
+
+# --------------------------------------------------------------------------- pre-deploy lines
+
+T0_MS = int(T0.timestamp() * 1000)
+
+
+def stamped(i: int, ts: Any) -> bytes:
+    """A line with a ``timestamp`` (omitted when None); every third one an error on the
+    legacy column."""
+    rec: dict[str, Any] = {} if ts is None else {"timestamp": ts}
+    if i % 3 == 0:
+        rec.update(level="error", msg=f"column customer_id does not exist {i}", status=500)
+    else:
+        rec.update(level="info", msg=f"GET /rest/v1/t?organization_id=eq.{i}")
+    return json.dumps(rec).encode() + b"\n"
+
+
+def counted(classifier: Classifier, lines: list[bytes]) -> Counts:
+    counts = Counts()
+    for raw in lines:
+        counts.add_line(classifier.classify_line(raw[:-1]), len(raw))
+    return counts
+
+
+def test_pre_deploy_lines_are_counted_apart_and_kept_across_restarts(
+    logdir: Path, store: SqliteStateStore, clock: Clock
+) -> None:
+    # a file holding pre-deploy lines (pino epoch ms), one without a timestamp among them
+    # (post-deploy, but the pre-deploy part goes on), then post-deploy lines (ISO 8601)
+    pre = [stamped(i, T0_MS - (400 - i) * 1000) for i in range(400)]
+    untimed = stamped(1, None)
+    post = [
+        stamped(i, (T0 + timedelta(seconds=i)).isoformat().replace("+00:00", "Z"))
+        for i in range(100)
+    ]
+    w = appender(logdir / "app.log")
+    w.write(b"".join([*pre[:200], untimed, *pre[200:], *post[:50]]))
+    source = make_source(logdir)
+    classifier = Classifier.for_source(source, LEGACY, NEW)
+    f = make_follower(source, store, clock, max_bytes_per_poll=8192, deployed_at=lambda: T0)
+    f.poll()  # a first slice only: a restart in the middle of the pre-deploy part
+    assert 0 < f.pre_deploy.lines < 400
+    f.close()
+    f = make_follower(source, store, clock, max_bytes_per_poll=8192, deployed_at=lambda: T0)
+    drain(f)
+    expected_pre = counted(classifier, pre)
+    assert f.pre_deploy == expected_pre
+    assert f.totals == counted(classifier, [*pre, untimed, *post[:50]])
+    assert f.state().pre_deploy == expected_pre
+    cp = store.load_log_checkpoint("app")
+    assert cp is not None
+    assert cp.counters["pre_deploy.lines"] == 400
+    assert cp.counters["pre_deploy.error"] == expected_pre.error
+    assert cp.counters["lines"] == 451  # every line is still counted in the totals
+    [entry] = cp.files
+    assert entry.extra["t0_passed"] == int(T0.timestamp()) * 1_000_000
+    f.close()
+    # after a restart the file is past T0: later lines are post-deploy without reading their
+    # timestamps (a late line stamped before T0 included: logs are in time order)
+    late = stamped(3, T0_MS - 5000)
+    w.write(b"".join([*post[50:], late]))
+    f = make_follower(source, store, clock, deployed_at=lambda: T0)
+    f.poll()
+    assert f.pre_deploy == expected_pre
+    assert f.totals == counted(classifier, [*pre, untimed, *post, late])
+    # a new file (rotation) is judged on its own lines
+    (logdir / "app.log").rename(logdir / "app.log.1")
+    (logdir / "app.log").write_bytes(stamped(6, T0_MS - 1))
+    clock.advance(1)
+    f.poll()
+    assert f.pre_deploy.lines == 401
+
+
+def test_unknown_t0_counts_everything_as_post_deploy(
+    logdir: Path, store: SqliteStateStore, clock: Clock
+) -> None:
+    lines = [stamped(i, T0_MS - 1000 + i) for i in range(10)]
+    (logdir / "app.log").write_bytes(b"".join(lines))
+    t0: list[datetime | None] = [None]
+    f = make_follower(make_source(logdir), store, clock, deployed_at=lambda: t0[0])
+    f.poll()
+    assert f.totals.lines == 10 and f.pre_deploy == Counts()
+    # T0 becomes known (a deploy marker): lines read from then on are judged against it
+    t0[0] = T0
+    with appender(logdir / "app.log") as w:
+        w.write(stamped(0, T0_MS - 1) + stamped(1, T0_MS))
+    clock.advance(1)
+    f.poll()
+    assert f.totals.lines == 12 and f.pre_deploy.lines == 1
+
+
+def test_a_failing_deployed_at_keeps_the_follower_counting(
+    logdir: Path, store: SqliteStateStore, clock: Clock
+) -> None:
+    def broken() -> datetime | None:
+        raise RuntimeError("store down")
+
+    (logdir / "app.log").write_bytes(stamped(0, T0_MS - 1))
+    f = make_follower(make_source(logdir), store, clock, deployed_at=broken)
+    with capture_logs() as logs:
+        f.poll()
+    assert f.up and f.totals.lines == 1 and f.pre_deploy.lines == 0
+    assert any(e["event"] == "log_deployed_at_failed" for e in logs)
 
 
 # --------------------------------------------------------------------------- property

@@ -49,6 +49,7 @@ def test_issue_example_validates() -> None:
     assert "woocommerce" in cfg.classes.exclude
     assert cfg.classes.error_status == 500
     assert cfg.classes.baseline_error_rate is None
+    assert cfg.classes.baseline_min_lines == 1000
 
 
 def test_defaults() -> None:
@@ -148,6 +149,7 @@ def test_durations_in_config() -> None:
         ({"classes": {"error_levels": ["error", True]}}, "strings or integers"),
         ({"classes": {"exclude": [""]}}, "must not be empty"),
         ({"classes": {"baseline_error_rate": 1.5}}, "less than or equal"),
+        ({"classes": {"baseline_min_lines": 0}}, "greater than or equal"),
         ({"classes": {"error_status": 99}}, "greater than or equal"),
         ({"classes": {"colour": 1}}, "Extra inputs"),
     ],

@@ -5,6 +5,8 @@
 * :mod:`.classify`: :class:`Classifier` (classes, per line and per 1 MiB chunk),
   :class:`Counts`, :class:`Samples`.
 * :mod:`.scanner`: :func:`scan_chunk`, :class:`LineStream`, :func:`scan_files` (``logs scan``).
+* :mod:`.deploy`: which lines are older than the deployment (:class:`DeployGate`,
+  :class:`TimestampReader`): the pre-deploy baseline of ``log_errors``.
 * :mod:`.drain`: ``POST /ingest/logs`` logic (:class:`DrainIngest`).
 * :mod:`.follower`: continuous, exactly-once following of ``file`` sources
   (:class:`~.follower.LogFollower`, :class:`~.follower.SourceFollower`); import it from
@@ -13,6 +15,7 @@
 
 from .classify import CLASSES, Classifier, Counts, Samples, redact
 from .config import ClassesConfig, FieldsConfig, FileSourceConfig, HttpSourceConfig, LogsConfig
+from .deploy import DeployGate, TimestampReader, to_micros
 from .drain import DrainIngest, DrainQueue, DrainResponse
 from .scanner import LineStream, ScanReport, scan_chunk, scan_files
 
@@ -21,6 +24,7 @@ __all__ = [
     "ClassesConfig",
     "Classifier",
     "Counts",
+    "DeployGate",
     "DrainIngest",
     "DrainQueue",
     "DrainResponse",
@@ -31,7 +35,9 @@ __all__ = [
     "LogsConfig",
     "Samples",
     "ScanReport",
+    "TimestampReader",
     "redact",
     "scan_chunk",
     "scan_files",
+    "to_micros",
 ]

@@ -20,7 +20,8 @@ Shape (keys beyond these are accepted only where listed here; unknown keys are r
         error_status: 500
         exclude: ["/wp-json/wc/", woocommerce, WooCommerce]
         fallback: [fell back, falling back, fallback]
-        baseline_error_rate: 0.01
+        baseline_error_rate: 0.01     # used when the logs hold too few pre-deploy lines
+        baseline_min_lines: 1000      # pre-deploy lines needed for a baseline from the logs
 
 The legacy and new column names come from the ``migration`` section; the classifier takes
 them as parameters. ``*_file`` secrets are only recorded here (the config loader reads them).
@@ -207,6 +208,9 @@ class ClassesConfig(_Model):
     * ``exclude``: substrings of the raw line that stop a legacy match (WooCommerce).
     * ``fallback``: substrings of the searched text meaning the fallback path was taken;
       with ``fallback_requires_legacy`` the line must also reference the legacy column.
+    * ``baseline_min_lines``: ``log_errors`` compares with the error rate of the lines older
+      than the deployment (read from ``fields.timestamp``) when there are at least this many;
+      otherwise with ``baseline_error_rate``; otherwise it is skipped.
     """
 
     error_levels: tuple[str | int, ...] = DEFAULT_ERROR_LEVELS
@@ -215,6 +219,7 @@ class ClassesConfig(_Model):
     fallback: tuple[str, ...] = DEFAULT_FALLBACK
     fallback_requires_legacy: bool = True
     baseline_error_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    baseline_min_lines: int = Field(default=1000, ge=1)
     samples: int = Field(default=5, ge=0, le=100)
     sample_chars: int = Field(default=300, ge=40, le=4000)
 

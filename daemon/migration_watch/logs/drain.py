@@ -8,7 +8,9 @@ The server calls, in this order:
    401 without a valid bearer token or HMAC signature, 413 for an oversized body, 400 for a
    malformed JSON array, 429 with ``Retry-After`` when the queue is full, else 202.
 3. A consumer thread calls :meth:`DrainIngest.consume` (or takes from :attr:`queue`) and
-   counts the lines with the source's classifier.
+   counts the lines with the source's classifier; with a :class:`~.deploy.DeployGate`
+   (unordered: drains interleave batches) lines older than T0 are also counted as
+   pre-deploy, reading every line's timestamp only while T0 is known.
 
 Bodies are NDJSON (any body not starting with ``[``; one record per line, a last line
 without newline is completed) or a JSON array of records (Vercel and Supabase drains);
@@ -31,6 +33,7 @@ import msgspec
 
 from .classify import Classifier, Counts, Samples
 from .config import HttpSourceConfig
+from .deploy import DeployGate
 
 __all__ = ["DrainIngest", "DrainQueue", "DrainResponse", "body_to_lines"]
 
@@ -207,15 +210,21 @@ class DrainIngest:
         *,
         samples: Samples | None = None,
         timeout: float | None = 0.0,
+        gate: DeployGate | None = None,
+        pre: Counts | None = None,
     ) -> int:
         """Count every queued batch into ``counts``; return how many batches were taken.
 
-        Waits up to ``timeout`` seconds for the first batch (0: do not wait).
+        Waits up to ``timeout`` seconds for the first batch (0: do not wait). With ``gate``
+        and ``pre``, the pre-deploy lines are also counted into ``pre``.
         """
         taken = 0
         data = self.queue.take(timeout)
         while data is not None:
-            classifier.scan(data, counts, samples)
+            if gate is not None and pre is not None and gate.active:
+                gate.scan(classifier, data, counts, pre, samples)
+            else:
+                classifier.scan(data, counts, samples)
             taken += 1
             data = self.queue.take(0.0)
         return taken

@@ -22,17 +22,27 @@ What one :meth:`SourceFollower.poll` does
     4. Save the offsets and the absolute totals in one state-store transaction
        (:meth:`~migration_watch.state.StateStore.save_log_checkpoint`), when they changed.
 
+Pre-deploy lines
+    With ``deployed_at`` (T0, read once per poll; it may change at runtime), each file has a
+    :class:`~.deploy.DeployGate`: while its lines are older than T0 they are also counted in
+    the source's ``pre_deploy`` Counts (a subset of its totals); once a line at or after T0
+    has been seen, the file's later lines are post-deploy without reading their timestamps
+    (logs are appended in time order). The timestamp of that line is kept in the file's
+    checkpoint (``extra["t0_passed"]``, µs), the pre-deploy counts with the totals (counters
+    ``pre_deploy.<name>``), so a restart neither re-reads timestamps nor loses the counts.
+
 Exactly once
     A file's checkpointed offset is ``position - stream.pending`` (the partial last line is
     re-read, never half counted) plus ``stream.skipping`` (in ``extra``), with its device,
     inode and fingerprint (``"<n>:<blake2b-128 of the first n bytes>"``, n up to
     ``fingerprint_bytes``, growing with the file). Totals (``lines``, ``bytes``, each class,
-    ``parse_errors``, ``truncated``, ``rotations``) are saved in the same transaction, so
-    after a SIGKILL the follower resumes from a state where offsets and totals agree. On
-    start-up each checkpointed file is looked for at its path, then in its directory, by inode
-    and fingerprint (the device is not compared: it may change across reboots), and drained
-    from its offset; one no longer found is logged as lost. Once a source has a checkpoint,
-    every new file is read from 0 (it appeared after the follower started).
+    ``parse_errors``, ``truncated``, ``rotations``, ``pre_deploy.*``) are saved in the same
+    transaction, so after a SIGKILL the follower resumes from a state where offsets and
+    totals agree. On start-up each checkpointed file is looked for at its path, then in its
+    directory, by inode and fingerprint (the device is not compared: it may change across
+    reboots), and drained from its offset; one no longer found is logged as lost. Once a
+    source has a checkpoint, every new file is read from 0 (it appeared after the follower
+    started).
 
 Limits (as in Filebeat): a rotated file moved to another directory while the daemon is down
 is not found; lines written to a rotated file after ``rotated_idle`` of silence are not read;
@@ -68,6 +78,7 @@ from migration_watch.state import LogFileCheckpoint, StateStore
 
 from .classify import Classifier, Counts, Samples
 from .config import FileSourceConfig, LogsConfig
+from .deploy import DeployGate, TimestampReader, pre_deploy_counters, pre_deploy_from_counters
 from .scanner import LineStream
 
 __all__ = [
@@ -114,6 +125,7 @@ class PollStats:
     counts: Counts = field(default_factory=Counts)
     more: bool = False
     checkpointed: bool = False
+    pre_deploy: Counts = field(default_factory=Counts)  # the part of ``counts`` before T0
 
 
 @dataclass(frozen=True)
@@ -130,6 +142,8 @@ class SourceState:
     samples: Mapping[str, list[str]] = field(default_factory=dict)
     checkpoint_error: str | None = None
     polled_at: datetime | None = None
+    #: The lines of ``totals`` older than the deployment (a copy).
+    pre_deploy: Counts = field(default_factory=Counts)
 
 
 # --------------------------------------------------------------------------- fingerprints
@@ -224,9 +238,16 @@ class _File:
         return self.position - self.stream.pending
 
     def checkpoint(self) -> LogFileCheckpoint:
-        extra = {"skipping": True} if self.stream.skipping else {}
+        stream = self.stream
+        extra: dict[str, bool | int] = {}
+        if stream.skipping:
+            extra["skipping"] = True
+            if stream.skipping_pre:
+                extra["skipping_pre"] = True
         if not self.live:
             extra["rotated"] = True
+        if stream.gate is not None and stream.gate.passed is not None:
+            extra["t0_passed"] = stream.gate.passed
         return LogFileCheckpoint(
             path=self.path,
             inode=self.ino,
@@ -261,6 +282,7 @@ class SourceFollower:
         wall: Callable[[], datetime] = _utcnow,
         samples: Samples | None = None,
         max_bytes_per_poll: int = DEFAULT_MAX_BYTES_PER_POLL,
+        deployed_at: Callable[[], datetime | None] | None = None,
     ) -> None:
         self.source = source
         self.name = source.name
@@ -281,11 +303,16 @@ class SourceFollower:
         self._fp_bytes = source.fingerprint_bytes
         self._log = log.bind(source=self.name)
         self._lock = threading.Lock()
+        self._deployed_at = deployed_at
+        self._t0: datetime | None = None
+        self._t0_failed = False
+        self._reader = TimestampReader.for_source(source)
 
         self._files: list[_File] = []
         self._recheck: set[str] = set()
         self._ignored: set[tuple[int, int]] = set()
         self._totals = Counts()
+        self._pre = Counts()
         self._rotations = 0
         self._started = False
         self._closed = False
@@ -317,6 +344,11 @@ class SourceFollower:
     @property
     def totals(self) -> Counts:
         return self._state.totals.copy()
+
+    @property
+    def pre_deploy(self) -> Counts:
+        """The lines of :attr:`totals` older than the deployment."""
+        return self._state.pre_deploy.copy()
 
     @property
     def rotations(self) -> int:
@@ -359,13 +391,16 @@ class SourceFollower:
             self._more = False
             self._polls += 1
             delta = Counts()
+            pre = Counts()
             bytes_read = 0
             checkpointed = False
+            self._read_t0()
             try:
                 if not self._started:
                     self._start(now)
-                bytes_read = self._poll_files(now, delta)
+                bytes_read = self._poll_files(now, delta, pre)
                 self._totals.add(delta)
+                self._pre.add(pre)
                 checkpointed = self._checkpoint()
             except StateError as exc:  # loading the checkpoint failed: retried next poll
                 self._log.warning("log_checkpoint_load_failed", error=str(exc))
@@ -383,8 +418,25 @@ class SourceFollower:
                 self._pub_samples = pub
             self._publish(now)
             return PollStats(
-                bytes_read=bytes_read, counts=delta, more=self._more, checkpointed=checkpointed
+                bytes_read=bytes_read,
+                counts=delta,
+                more=self._more,
+                checkpointed=checkpointed,
+                pre_deploy=pre,
             )
+
+    def _read_t0(self) -> None:
+        """T0 as known now; on failure the previous one is kept (and logged once)."""
+        if self._deployed_at is None:
+            return
+        try:
+            self._t0 = self._deployed_at()
+        except Exception as exc:  # noqa: BLE001 - the store may fail; keep counting
+            if not self._t0_failed:
+                self._log.warning("log_deployed_at_failed", error=str(exc))
+            self._t0_failed = True
+        else:
+            self._t0_failed = False
 
     def close(self) -> None:
         """Close every descriptor (idempotent). The last poll's checkpoint stays valid."""
@@ -408,9 +460,11 @@ class SourceFollower:
         cp = self.store.load_log_checkpoint(self.name)
         if cp is None:
             self._totals = Counts()
+            self._pre = Counts()
             self._rotations = 0
         else:
             self._totals = Counts.from_dict({k: int(v) for k, v in cp.counters.items()})
+            self._pre = pre_deploy_from_counters(cp.counters)
             self._rotations = int(cp.counters.get("rotations", 0))
             for entry in cp.files:
                 self._resume(entry, now)
@@ -475,7 +529,7 @@ class SourceFollower:
                 ino=st.st_ino,
                 fingerprint=entry.fingerprint,
                 position=entry.offset,
-                stream=self._stream(skipping=bool(entry.extra.get("skipping", False))),
+                stream=self._resumed_stream(entry),
                 live=False,  # the glob that follows marks it live if a pattern matches it
                 now=now,
                 size=st.st_size,
@@ -500,7 +554,7 @@ class SourceFollower:
                     ino=entry.inode,
                     fingerprint=entry.fingerprint,
                     position=entry.offset,
-                    stream=self._stream(skipping=bool(entry.extra.get("skipping", False))),
+                    stream=self._resumed_stream(entry),
                     live=not entry.extra.get("rotated", False),
                     now=now,
                 )
@@ -513,8 +567,29 @@ class SourceFollower:
             reason="not at its path nor in its directory (deleted or moved elsewhere)",
         )
 
-    def _stream(self, *, skipping: bool = False) -> LineStream:
-        return LineStream(self.classifier, samples=self.samples, skipping=skipping)
+    def _stream(
+        self, *, skipping: bool = False, skipping_pre: bool = False, passed: int | None = None
+    ) -> LineStream:
+        return LineStream(
+            self.classifier,
+            samples=self.samples,
+            skipping=skipping,
+            skipping_pre=skipping_pre,
+            gate=DeployGate(
+                self._reader,
+                ordered=True,
+                passed=passed,
+                max_line_bytes=self.classifier.max_line_bytes,
+            ),
+        )
+
+    def _resumed_stream(self, entry: LogFileCheckpoint) -> LineStream:
+        passed = entry.extra.get("t0_passed")
+        return self._stream(
+            skipping=bool(entry.extra.get("skipping", False)),
+            skipping_pre=bool(entry.extra.get("skipping_pre", False)),
+            passed=int(passed) if isinstance(passed, int | float) else None,
+        )
 
     # ------------------------------------------------------------------ discovery
 
@@ -654,7 +729,7 @@ class SourceFollower:
 
     # ------------------------------------------------------------------ one poll
 
-    def _poll_files(self, now: float, delta: Counts) -> int:
+    def _poll_files(self, now: float, delta: Counts, pre: Counts) -> int:
         if now >= self._next_glob:
             self._glob(now)
         for f in list(self._files):
@@ -672,7 +747,7 @@ class SourceFollower:
         budget = self.max_bytes_per_poll
         read = 0
         for f in rotated + live:
-            n = self._read(f, now, budget, delta)
+            n = self._read(f, now, budget, delta, pre)
             read += n
             budget -= n
         if budget <= 0:
@@ -684,7 +759,7 @@ class SourceFollower:
             for f in idle:
                 if f.live or f not in self._files:
                     continue
-                f.stream.flush(delta)
+                f.stream.flush(delta, pre)
                 _close(f.fd)
                 f.fd = None
                 self._files.remove(f)
@@ -724,8 +799,9 @@ class SourceFollower:
             "log_file_rotated", path=old, renamed_to=renamed, reason=reason, offset=f.offset
         )
 
-    def _read(self, f: _File, now: float, budget: int, delta: Counts) -> int:
-        """Read up to ``budget`` new bytes of ``f`` into ``delta``; the bytes read."""
+    def _read(self, f: _File, now: float, budget: int, delta: Counts, pre: Counts) -> int:
+        """Read up to ``budget`` new bytes of ``f`` into ``delta`` (and its pre-deploy lines
+        into ``pre``); the bytes read."""
         if f.fd is None:
             return 0
         fd = f.fd
@@ -741,6 +817,9 @@ class SourceFollower:
         except OSError as exc:
             self._problems.append(f"{f.path}: {_why(exc)}")
             return 0
+        stream = f.stream
+        if stream.gate is not None:
+            stream.gate.set_t0(self._t0)
         read = 0
         while read < budget:
             want = min(self._chunk, budget - read)
@@ -753,7 +832,7 @@ class SourceFollower:
                 break
             f.position += len(data)
             read += len(data)
-            f.stream.feed(data, delta)
+            stream.feed(data, delta, pre)
             f.last_active = now
             if len(data) < want:
                 break
@@ -771,7 +850,11 @@ class SourceFollower:
 
     def _checkpoint(self) -> bool:
         files = [f.checkpoint() for f in self._files]
-        counters = {**self._totals.to_dict(), "rotations": self._rotations}
+        counters = {
+            **self._totals.to_dict(),
+            "rotations": self._rotations,
+            **pre_deploy_counters(self._pre),
+        }
         if self._saved is not None and self._saved == (files, counters):
             return False
         try:
@@ -823,6 +906,7 @@ class SourceFollower:
             up=up,
             error=error,
             totals=self._totals.copy() if failure is None else self._state.totals,
+            pre_deploy=self._pre.copy() if failure is None else self._state.pre_deploy,
             rotations=self._rotations if failure is None else self._state.rotations,
             lag_bytes=sum(max(f.size, f.position) - f.offset for f in opened),
             files=tuple(f.state() for f in self._files),
@@ -847,6 +931,7 @@ class LogFollower:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = _utcnow,
         max_bytes_per_poll: int = DEFAULT_MAX_BYTES_PER_POLL,
+        deployed_at: Callable[[], datetime | None] | None = None,
     ) -> None:
         self._clock = clock
         self.sources: dict[str, SourceFollower] = {}
@@ -862,6 +947,7 @@ class LogFollower:
                 wall=wall,
                 samples=Samples(logs.classes.samples, logs.classes.sample_chars),
                 max_bytes_per_poll=max_bytes_per_poll,
+                deployed_at=deployed_at,
             )
 
     def poll(self) -> float:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .classify import CLASSES, Classifier, Counts, Samples
+from .deploy import DeployGate
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -54,7 +55,12 @@ class LineStream:
 
     ``pending`` is the number of bytes held back: a checkpoint stores
     ``position - pending`` together with ``skipping`` (True while the rest of an overlong
-    line is being skipped), so that a restart re-reads exactly what was not counted.
+    line is being skipped) and ``skipping_pre`` (that line was pre-deploy), so that a
+    restart re-reads exactly what was not counted.
+
+    With a ``gate`` (:class:`~.deploy.DeployGate`) and a ``pre`` Counts given to
+    :meth:`feed` / :meth:`flush`, lines older than the deployment are also counted in ``pre``
+    (every line is counted in ``counts``).
     """
 
     def __init__(
@@ -63,58 +69,89 @@ class LineStream:
         *,
         samples: Samples | None = None,
         skipping: bool = False,
+        skipping_pre: bool = False,
+        gate: DeployGate | None = None,
     ) -> None:
         self.classifier = classifier
         self.samples = samples
         self.skipping = skipping
+        self.skipping_pre = skipping and skipping_pre
+        self.gate = gate
         self._carry = b""
 
     @property
     def pending(self) -> int:
         return len(self._carry)
 
-    def feed(self, data: bytes, counts: Counts | None = None) -> Counts:
-        """Count the lines completed by ``data`` (added to ``counts`` when given)."""
+    def feed(self, data: bytes, counts: Counts | None = None, pre: Counts | None = None) -> Counts:
+        """Count the lines completed by ``data`` (added to ``counts`` when given; the
+        pre-deploy ones to ``pre`` too)."""
         counts = Counts() if counts is None else counts
         if self._carry:
             data = self._carry + data
             self._carry = b""
         if self.skipping:
             nl = data.find(b"\n")
+            rest = len(data) if nl < 0 else nl + 1
+            counts.bytes += rest
+            if self.skipping_pre and pre is not None:
+                pre.bytes += rest
             if nl < 0:
-                counts.bytes += len(data)
                 return counts
-            counts.bytes += nl + 1
-            self.skipping = False
+            self.skipping = self.skipping_pre = False
             data = data[nl + 1 :]
         end = data.rfind(b"\n") + 1
         if end:
-            self.classifier.scan(data if end == len(data) else data[:end], counts, self.samples)
+            block = data if end == len(data) else data[:end]
+            gate = self.gate
+            if gate is not None and gate.active and pre is not None:
+                gate.scan(self.classifier, block, counts, pre, self.samples)
+            else:
+                self.classifier.scan(block, counts, self.samples)
         tail = data[end:]
         limit = self.classifier.max_line_bytes
         if len(tail) > limit:
-            self._count_line(tail[:limit], len(tail), counts, truncated=True)
+            self.skipping_pre = self._count_line(
+                tail[:limit], len(tail), counts, pre, truncated=True
+            )
             self.skipping = True
         else:
             self._carry = tail
         return counts
 
-    def flush(self, counts: Counts | None = None) -> Counts:
+    def flush(self, counts: Counts | None = None, pre: Counts | None = None) -> Counts:
         """End of input: count the held-back partial line as a line (if any)."""
         counts = Counts() if counts is None else counts
         if self._carry:
             carry, self._carry = self._carry, b""
-            self._count_line(carry, len(carry), counts)
-        self.skipping = False
+            self._count_line(carry, len(carry), counts, pre)
+        self.skipping = self.skipping_pre = False
         return counts
 
     def _count_line(
-        self, line: bytes, nbytes: int, counts: Counts, *, truncated: bool = False
-    ) -> None:
+        self,
+        line: bytes,
+        nbytes: int,
+        counts: Counts,
+        pre: Counts | None,
+        *,
+        truncated: bool = False,
+    ) -> bool:
+        """Count one line; True when it was counted as pre-deploy."""
         flags = self.classifier.classify_line(line, truncated=truncated)
         counts.add_line(flags, nbytes)
+        gate = self.gate
+        if (
+            gate is not None
+            and gate.active
+            and pre is not None
+            and gate.is_pre(line, truncated=truncated)
+        ):
+            pre.add_line(flags, nbytes)
+            return True
         if self.samples is not None and flags & 0x7F:
             self.samples.add_flags(flags, line[: self.classifier.max_line_bytes])
+        return False
 
 
 @dataclass(frozen=True)

@@ -177,13 +177,19 @@ def _value(r: Result) -> str:
     return " ".join(parts)
 
 
+def _write_rows(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    """Aligned columns; the last one is left ragged (it holds free text)."""
+    n = len(rows[0]) - 1
+    widths = [max(len(row[i]) for row in rows) for i in range(n)]
+    for row in rows:
+        cells = [row[i].ljust(widths[i]) for i in range(n)]
+        out.write("  ".join([*cells, row[n]]).rstrip() + "\n")
+
+
 def render_table(results: Sequence[Result], out: TextIO) -> None:
     rows = [("CHECK", "SUBJECT", "STATUS", "VALUE", "MESSAGE")]
     rows += [(r.check, r.subject, r.status.value.upper(), _value(r), r.message) for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        cells = [row[i].ljust(widths[i]) for i in range(4)]
-        out.write("  ".join([*cells, row[4]]).rstrip() + "\n")
+    _write_rows(rows, out)
 
 
 def check_document(
@@ -265,9 +271,7 @@ def cmd_schedule(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"deployed_at {doc['deployed_at']} (source: {source})\n")
     rows = [("AT", "DAY", "PHASE", "STATE")]
     rows += [(r["at"], str(r["day"]), r["phase"], r["state"]) for r in doc["runs"]]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    for row in rows:
-        out.write("  ".join([*(row[i].ljust(widths[i]) for i in range(3)), row[3]]) + "\n")
+    _write_rows(rows, out)
     out.write(f"verdict_at {doc['verdict_at']}\n")
     return EXIT_OK
 
@@ -434,9 +438,7 @@ def cmd_alerts(args: argparse.Namespace, out: TextIO) -> int:
         )
         for a in alerts
     ]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        out.write("  ".join([*(r[i].ljust(widths[i]) for i in range(4)), r[4]]).rstrip() + "\n")
+    _write_rows(rows, out)
     return EXIT_OK
 
 

@@ -21,10 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 import re
-import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -46,7 +43,7 @@ from migration_watch.cli import main
 from migration_watch.config import Config, parse_config
 from migration_watch.service import Service
 from tests.integration.conftest import sample_config_data
-from tests.integration.test_alerting_delivery import Receiver
+from tests.support import Receiver, free_port, log_tail, require_tool, tool_process
 
 pytestmark = pytest.mark.e2e
 
@@ -74,25 +71,6 @@ T = TypeVar("T")
 # --------------------------------------------------------------------------- helpers
 
 
-def _tool(*names: str) -> str:
-    """The first of ``names`` on PATH; skip (fail under CI=true) when none is installed."""
-    for name in names:
-        path = shutil.which(name)
-        if path is not None:
-            return path
-    message = f"{names[0]} not found on PATH (apt-get install prometheus prometheus-alertmanager)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _wait_for(
     condition: Callable[[], T | None],
     what: str,
@@ -111,51 +89,16 @@ def _wait_for(
         time.sleep(POLL)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Process:
-    """An external server (Prometheus, Alertmanager) with its log file."""
+    """A running external server (Prometheus, Alertmanager) with its log file."""
 
     name: str
-    argv: list[str]
-    log_path: Path
     url: str
-    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path
 
-    def start(self) -> _Process:
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        _wait_for(self._ready, f"{self.name} to be ready", state=self.log_tail)
-        return self
-
-    def _ready(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(
-                f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
-            )
-        try:
-            return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def log_tail(self, limit: int = 6000) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-        return f"----- {self.name} log ({self.log_path}) -----\n{text[-limit:]}"
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+    def log_tail(self) -> str:
+        return f"{self.name}: {log_tail(self.log_path)}"
 
 
 @contextlib.contextmanager
@@ -167,14 +110,6 @@ def _logs_on_failure(*processes: _Process) -> Iterator[None]:
         for process in processes:
             print(process.log_tail())
         raise
-
-
-@contextlib.contextmanager
-def _running(process: _Process) -> Iterator[_Process]:
-    try:
-        yield process.start()
-    finally:
-        process.stop()
 
 
 # --------------------------------------------------------------------------- test copies
@@ -302,50 +237,46 @@ def daemon(db_dsn: str, tmp_path: Path, clock: ManualClock) -> Iterator[Service]
 
 @pytest.fixture
 def alertmanager(tmp_path: Path, receiver: Receiver) -> Iterator[_Process]:
-    binary = _tool("alertmanager", "prometheus-alertmanager")
+    binary = require_tool("alertmanager", "prometheus-alertmanager")
     root = tmp_path / "alertmanager"
     root.mkdir()
-    port = _free_port()
-    process = _Process(
-        "alertmanager",
-        [
-            binary,
-            f"--config.file={_alertmanager_copy(root / 'alertmanager.yml', receiver)}",
-            f"--storage.path={root / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",  # no gossip: a single instance
-        ],
-        root / "alertmanager.log",
-        f"http://127.0.0.1:{port}",
-    )
-    with _running(process):
+    port = free_port()
+    process = _Process("alertmanager", f"http://127.0.0.1:{port}", root / "alertmanager.log")
+    argv = [
+        binary,
+        f"--config.file={_alertmanager_copy(root / 'alertmanager.yml', receiver)}",
+        f"--storage.path={root / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",  # no gossip: a single instance
+    ]
+    with tool_process(
+        argv, ready_url=f"{process.url}/-/ready", log_path=process.log_path, timeout=STEP_TIMEOUT
+    ):
         yield process
 
 
 @pytest.fixture
 def prometheus(tmp_path: Path, daemon: Service, alertmanager: _Process) -> Iterator[_Process]:
-    binary = _tool("prometheus")
+    binary = require_tool("prometheus")
     root = tmp_path / "prometheus"
     root.mkdir()
-    port = _free_port()
+    port = free_port()
     config = _prometheus_copy(
         root / "prometheus.yml",
         rules=_rules_copy(root / "migration-watch.rules.yml"),
         target=daemon.http.url.removeprefix("http://"),
         alertmanager=alertmanager.url.removeprefix("http://"),
     )
-    process = _Process(
-        "prometheus",
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={root / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        root / "prometheus.log",
-        f"http://127.0.0.1:{port}",
-    )
-    with _running(process):
+    process = _Process("prometheus", f"http://127.0.0.1:{port}", root / "prometheus.log")
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={root / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    with tool_process(
+        argv, ready_url=f"{process.url}/-/ready", log_path=process.log_path, timeout=STEP_TIMEOUT
+    ):
         yield process
 
 
@@ -536,7 +467,7 @@ def test_promtool_check_metrics_on_a_fully_configured_daemon(
 ) -> None:
     """Log sources (file + HTTP drain), probes with a recorded baseline and alerting: every
     metric family is present, and promtool finds nothing to report in the scrape."""
-    promtool = _tool("promtool")
+    promtool = require_tool("promtool")
     app_log = tmp_path / "app.jsonl"
     app_log.write_text("".join(json.dumps(line) + "\n" for line in LOG_LINES), encoding="utf-8")
     data = _daemon_config(

@@ -4,11 +4,6 @@ alive, and disappear once resolved."""
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,67 +16,25 @@ from migration_watch.alerting import Alerting, AlertingConfig
 from migration_watch.alerting.fingerprint import fingerprint
 from migration_watch.results import Result, Status
 from migration_watch.state import SqliteStateStore
-
-BINARY = next(
-    (
-        p
-        for p in (
-            shutil.which("alertmanager"),
-            shutil.which("prometheus-alertmanager"),
-            "/usr/bin/alertmanager",
-            "/usr/bin/prometheus-alertmanager",
-        )
-        if p and Path(p).exists()
-    ),
-    None,
-)
-
-pytestmark = pytest.mark.skipif(BINARY is None, reason="Alertmanager is not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support import free_port, require_tool, tool_process
 
 
 @pytest.fixture(scope="module")
 def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    assert BINARY is not None
+    binary = require_tool("alertmanager", "prometheus-alertmanager")
     root = tmp_path_factory.mktemp("alertmanager")
     (root / "am.yml").write_text('route:\n  receiver: "null"\nreceivers:\n  - name: "null"\n')
-    port = _free_port()
-    log = (root / "log").open("wb")
-    proc = subprocess.Popen(
-        [
-            BINARY,
-            f"--config.file={root / 'am.yml'}",
-            f"--storage.path={root / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:  # waiting for an external process to listen, not for our own clock
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("Alertmanager did not start:\n" + (root / "log").read_text())
-            time.sleep(0.05)
+    argv = [
+        binary,
+        f"--config.file={root / 'am.yml'}",
+        f"--storage.path={root / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    with tool_process(argv, ready_url=f"{url}/-/ready", log_path=root / "log", timeout=20):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _alerts(url: str, **filters: str) -> list[dict[str, Any]]:

@@ -11,11 +11,8 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,81 +27,10 @@ from migration_watch.cadence import ManualClock
 from migration_watch.errors import ConfigError
 from migration_watch.results import Result, Status
 from migration_watch.state import OutboxMessage, SqliteStateStore
+from tests.support import Receiver, ok
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 MIN = timedelta(minutes=1)
-
-
-# --------------------------------------------------------------------------- a real receiver
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-Responder = Callable[[int, Received], tuple[int, dict[str, str], bytes]]
-
-
-def ok(_: int, __: Received) -> tuple[int, dict[str, str], bytes]:
-    return 204, {}, b""
-
-
-@dataclass
-class Receiver:
-    """A stdlib HTTP server in a thread recording every POST; ``respond`` scripts answers."""
-
-    port: int = 0
-    respond: Responder = ok
-    requests: list[Received] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
-
-    def start(self) -> Receiver:
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                req = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                index = len(outer.requests)
-                outer.requests.append(req)
-                status, headers, out = outer.respond(index, req)
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("content-length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def ids(self) -> list[str]:
-        return [r.headers["webhook-id"] for r in self.requests]
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ from migration_watch.cadence import ManualClock
 from migration_watch.cli import main
 from migration_watch.config import Config
 from migration_watch.service import Service
+from tests.support import Receiver
 
 from .conftest import sample_config_data
-from .test_alerting_delivery import Receiver
 
 MakeConfig = Callable[..., Config]
 

@@ -14,12 +14,8 @@ import fnmatch
 import functools
 import itertools
 import json
-import os
 import re
-import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
+from tests.support import free_port, require_tool, tool_process
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "alerts" / "migration-watch.rules.yml"
@@ -113,16 +111,6 @@ def alert_name(rule_key: str) -> str:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not found on PATH (apt-get install prometheus prometheus-alertmanager)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -217,13 +205,6 @@ def github_anchor(heading: str) -> str:
     return slug.replace(" ", "-")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 # --------------------------------------------------------------------------- the PromQL reader
 
 
@@ -248,7 +229,7 @@ def test_metric_names_reads_promql(expr: str, expected: set[str]) -> None:
 
 
 def test_promtool_check_rules_lint_all() -> None:
-    promtool = _require_tool("promtool")
+    promtool = require_tool("promtool")
     result = _run(promtool, "check", "rules", "--lint=all", "--lint-fatal", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
@@ -256,7 +237,7 @@ def test_promtool_check_rules_lint_all() -> None:
 
 
 def test_promtool_test_rules() -> None:
-    promtool = _require_tool("promtool")
+    promtool = require_tool("promtool")
     result = _run(promtool, "test", "rules", str(RULES_TEST))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
@@ -328,7 +309,7 @@ def test_every_alert_has_a_firing_and_a_quiet_case() -> None:
 
 
 def test_amtool_check_config() -> None:
-    amtool = _require_tool("amtool")
+    amtool = require_tool("amtool")
     result = _run(amtool, "check-config", str(ALERTMANAGER))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
@@ -504,43 +485,20 @@ def test_dashboard_rates_use_rate_interval() -> None:
 @pytest.fixture(scope="module")
 def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real, empty Prometheus on 127.0.0.1 (it parses queries; no data is needed)."""
-    binary = _require_tool("prometheus")
+    binary = require_tool("prometheus")
     workdir = tmp_path_factory.mktemp("prometheus")
     config = workdir / "prometheus.yml"
     config.write_text("global:\n  scrape_interval: 15s\n", encoding="utf-8")
-    port = _free_port()
-    log = (workdir / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail((workdir / "prometheus.log").read_text(errors="replace")[-2000:])
-            time.sleep(0.1)
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    with tool_process(argv, ready_url=f"{url}/-/ready", log_path=workdir / "prometheus.log"):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _grafana_to_promql(expr: str) -> str:
@@ -563,7 +521,7 @@ def test_dashboard_queries_accepted_by_prometheus(prometheus_url: str) -> None:
 
 
 def test_promtool_check_config_of_the_compose_prometheus() -> None:
-    promtool = _require_tool("promtool")
+    promtool = require_tool("promtool")
     result = _run(promtool, "check", "config", str(PROMETHEUS_CONFIG))
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -21,10 +21,11 @@ from typing import Any
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from .cadence import DEFAULT_GRACE, Clock, RunState, Schedule
+from .cadence import DEFAULT_GRACE, Clock, CompletedRun, RunState, Schedule
 from .config import Config
 from .errors import StateError
 from .runner import Runner, RunOutcome
+from .state import Deployment as StoredDeployment
 from .state import StateStore
 from .verdict import Verdict, VerdictSettings, evaluate_verdict
 
@@ -33,6 +34,7 @@ __all__ = ["Deployment", "RunHook", "RunInfo", "Week"]
 log = structlog.get_logger(__name__)
 
 _P = "migration_watch_"
+_UNREAD = object()
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class Week:
         self._cli = cli_deployed_at
         self._lock = threading.Lock()
         self._phases = config.cadence.phases()
+        self._marker_cache: object = _UNREAD
+        self._runs_cache: tuple[dict[int, CompletedRun], list[datetime]] | None = None
         self.on_run: list[RunHook] = []
         self.on_schedule_change: list[Callable[[Schedule | None], None]] = []
         #: Whether log checks feed the verdict (set by the service when log sources exist).
@@ -88,12 +92,23 @@ class Week:
     def deployment(self) -> Deployment | None:
         if self._cli is not None:
             return Deployment(self._cli, "cli")
-        marker = self.store.get_deployment()
+        marker = self._marker()
         if marker is not None:
             return Deployment(marker.deployed_at, marker.source)
         if self.config.migration.deployed_at is not None:
             return Deployment(self.config.migration.deployed_at, "config")
         return None
+
+    # The store is read once and after each change, so scrapes and /health never query it.
+    def _marker(self) -> StoredDeployment | None:
+        if self._marker_cache is _UNREAD:
+            self._marker_cache = self.store.get_deployment()
+        return self._marker_cache  # type: ignore[return-value]
+
+    def _runs(self) -> tuple[dict[int, CompletedRun], list[datetime]]:
+        if self._runs_cache is None:
+            self._runs_cache = (self.store.completed_runs(), self.store.extra_runs())
+        return self._runs_cache
 
     def deployed_at(self) -> datetime | None:
         d = self.deployment()
@@ -107,6 +122,7 @@ class Week:
         """Persist a deploy marker (``POST /deployment``); it replaces a CLI or config T0."""
         when = at or self.clock.now()
         self.store.set_deployment(when, "marker", recorded_at=self.clock.now())
+        self._marker_cache = _UNREAD
         self._cli = None
         log.info("deployment marked", deployed_at=when.isoformat())
         schedule = self.schedule()
@@ -144,7 +160,8 @@ class Week:
         if schedule is None:
             return None
         now = self.clock.now()
-        due = schedule.due_run(now, self.store.completed_runs(), grace=self._grace())
+        self._runs_cache = None  # the source of truth for what ran, right before deciding
+        due = schedule.due_run(now, self._runs()[0], grace=self._grace())
         if due is None:
             return None
         try:
@@ -221,6 +238,7 @@ class Week:
         outcome = self.runner.run_once(now)
         assert outcome is not None  # blocking call
         self.store.finish_run(run_id, list(outcome.results), finished_at=self.clock.now())
+        self._runs_cache = None
         log.info("run recorded", run_id=run_id, state=state, status=outcome.status.value)
         self.refresh_verdict()
         info = RunInfo(run_id, state, outcome, superseded, delay)
@@ -302,11 +320,9 @@ class Week:
         schedule = self.schedule()
         out = dict.fromkeys(("done", "late", "missed", "extra"), 0)
         if schedule is None:
-            out["extra"] = len(self.store.extra_runs())
+            out["extra"] = len(self._runs()[1])
             return out
-        counts = schedule.tally(
-            now or self.clock.now(), self.store.completed_runs(), self.store.extra_runs()
-        )
+        counts = schedule.tally(now or self.clock.now(), *self._runs())
         for state in out:
             out[state] = counts[RunState(state)]
         return out

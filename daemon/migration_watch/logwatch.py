@@ -207,29 +207,33 @@ class LogWatch:
 
     def _counts(self) -> dict[str, tuple[Counts, Counts]]:
         """``(totals, pre_deploy)`` per source, read together."""
-        out: dict[str, tuple[Counts, Counts]] = {}
+        return self._view()[0]
+
+    def sources_state(self) -> dict[str, dict[str, Any]]:
+        """Per source: type, up, error, lag and rotations (no counts)."""
+        return self._view()[1]
+
+    def _view(self) -> tuple[dict[str, tuple[Counts, Counts]], dict[str, dict[str, Any]]]:
+        """Counts and states of every source from one follower snapshot."""
+        counts: dict[str, tuple[Counts, Counts]] = {}
+        states: dict[str, dict[str, Any]] = {}
         with self._lock:
             for name, drain in self.drains.items():
-                out[name] = (drain.totals.copy(), drain.pre.copy())
+                counts[name] = (drain.totals.copy(), drain.pre.copy())
+                states[name] = {
+                    "type": "http", "up": True, "lag_bytes": 0, "rotations": 0, "error": None
+                }  # fmt: skip
         if self.follower is not None:
             for name, state in self.follower.snapshot().items():
-                out[name] = (state.totals.copy(), state.pre_deploy.copy())
-        return out
-
-    def _sources_state(self) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for name in self.drains:
-            out[name] = {"type": "http", "up": True, "lag_bytes": 0, "rotations": 0, "error": None}
-        if self.follower is not None:
-            for name, state in self.follower.snapshot().items():
-                out[name] = {
+                counts[name] = (state.totals.copy(), state.pre_deploy.copy())
+                states[name] = {
                     "type": "file",
                     "up": state.up,
                     "lag_bytes": state.lag_bytes,
                     "rotations": state.rotations,
                     "error": state.error,
                 }
-        return out
+        return counts, states
 
     # ------------------------------------------------------------------ the window checks
     def window_results(self, now: datetime) -> list[Result]:
@@ -386,8 +390,8 @@ class LogWatch:
 
     # ------------------------------------------------------------------ reporting
     def collect(self) -> Iterator[Metric]:
-        totals = self.totals()
-        state = self._sources_state()
+        counts, state = self._view()
+        totals = {name: both[0] for name, both in counts.items()}
         lines = CounterMetricFamily(
             _P + "log_lines",
             "Log lines read by source and class (class all: every line).",
@@ -429,9 +433,9 @@ class LogWatch:
     def health(self) -> dict[str, Any]:
         if not self.enabled:
             return {}
-        counts = self._counts()
+        counts, states = self._view()
         out: dict[str, Any] = {}
-        for name, s in self._sources_state().items():
+        for name, s in states.items():
             c, pre = counts.get(name, (Counts(), Counts()))
             out[name] = {
                 **s,

@@ -239,7 +239,7 @@ class Service:
             signals = []
             if v.database_up is not None:
                 signals.append(database_up_result(v.database_up, error=v.database_error, now=now))
-            for name, state in (self.logs.health().get("logs") or {}).items():
+            for name, state in self.logs.sources_state().items():
                 signals.append(log_source_result(name, state["up"], error=state["error"], now=now))
             if signals:
                 day, phase = self._cadence_labels()

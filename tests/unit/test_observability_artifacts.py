@@ -24,6 +24,7 @@ import httpx
 import pytest
 import yaml
 
+from migration_watch.alerting.config import RULE_KEYS
 from tests.support import free_port, require_tool, tool_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,19 +87,8 @@ PROMETHEUS_SERIES = frozenset({"up", "ALERTS"})
 
 # Rule keys of the daemon's alerting (checks first, then the monitor's own), and the alerts only
 # Prometheus can raise about the daemon.
-CHECK_RULE_KEYS = (
-    "coverage",
-    "orphans",
-    "post_deploy_writes",
-    "schema",
-    "rls",
-    "query_ratio",
-    "latency",
-    "index_plan",
-    "log_errors",
-    "legacy_errors",
-)
 MONITOR_RULE_KEYS = ("database_up", "run_missed", "log_source", "verdict")
+CHECK_RULE_KEYS = tuple(k for k in RULE_KEYS if k not in MONITOR_RULE_KEYS)
 SELF_ALERTS = (
     "MigrationWatchDown",
     "MigrationWatchStaleResults",

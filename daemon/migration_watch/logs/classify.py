@@ -33,6 +33,7 @@ paths agree. The per-line path is also what logfmt and text sources use.
 
 from __future__ import annotations
 
+import os
 import re
 from bisect import bisect_right
 from collections import deque
@@ -46,6 +47,14 @@ import msgspec
 
 from .config import ClassesConfig, FieldsConfig, Format, SourceConfig
 from .parse import JsonParser, Parser, Record, make_parser
+
+try:
+    from . import _fastscan
+except ImportError:  # built without a C compiler: the msgspec chunk path is used
+    _fastscan = None  # type: ignore[assignment]
+
+#: Set (to anything but "" or "0") to leave the C chunk path aside, e.g. to compare.
+PURE_PYTHON_ENV = "MIGRATION_WATCH_PURE_PYTHON"
 
 __all__ = [
     "BLANK",
@@ -61,6 +70,7 @@ __all__ = [
     "Classifier",
     "Counts",
     "Samples",
+    "native_available",
     "redact",
 ]
 
@@ -93,6 +103,11 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 _SIMPLE_ESCAPES = frozenset(b"nrtbf")
 _BACKSLASH = 0x5C
 _NL = b"\n"
+
+
+def native_available() -> bool:
+    """Whether the C chunk path is built and not switched off by ``PURE_PYTHON_ENV``."""
+    return _fastscan is not None and os.environ.get(PURE_PYTHON_ENV, "") in ("", "0")
 
 
 # --------------------------------------------------------------------------- counts
@@ -403,6 +418,7 @@ class Classifier:
         regex: str | None = None,
         max_line_bytes: int = 100 * 1024,
         fast: bool = True,
+        native: bool | None = None,
     ) -> None:
         for column in (legacy_column, new_column):
             if not column or any(ch.isspace() for ch in column):
@@ -451,6 +467,51 @@ class Classifier:
             struct = self._parser.rtype.struct
             self._decode_array = msgspec.json.Decoder(list[struct]).decode  # type: ignore[valid-type]
             self._whole_line = self._parser.rtype.whole_line
+        self._native: _fastscan.Scanner | None = None
+        if native and _fastscan is None:
+            raise RuntimeError("the C extension migration_watch.logs._fastscan is not built")
+        if self._json is not None and (native if native is not None else native_available()):
+            self._native = self._native_scanner(self._json, fields)
+
+    @property
+    def native(self) -> bool:
+        """Whether :meth:`scan` uses the C chunk path."""
+        return self._native is not None
+
+    def _native_scanner(self, parser: JsonParser, fields: FieldsConfig) -> _fastscan.Scanner | None:
+        """The C scanner for this configuration, or None when it cannot express it."""
+        level_strs = [v.encode() for v in self._err_levels if isinstance(v, str)]
+        level_ints = [v for v in self._err_levels if isinstance(v, int)]
+        keys = [k for k in (fields.level, fields.status, *parser.search_names) if k]
+        if (
+            any(abs(v) >= 10**18 for v in level_ints)
+            or any(
+                ch in '"\\' or ord(ch) < 0x20
+                for key in keys
+                for ch in key  # spelled as in JSON
+            )
+            or (fields.level is not None and fields.level == fields.status)
+            or len(self._exclude.patterns) > 64
+            or len(self._fallback.patterns) > 64
+            or len(level_strs) > 64
+            or len(level_ints) > 64
+            or len(keys) > 64
+        ):
+            return None
+        return _fastscan.Scanner(
+            self._legacy,
+            self._new,
+            self._exclude.patterns,
+            self._fallback.patterns,
+            self._fallback_needs_legacy,
+            fields.level.encode() if fields.level else None,
+            fields.status.encode() if fields.status else None,
+            None if parser.whole_line else [k.encode() for k in parser.search_names],
+            level_strs,
+            level_ints,
+            min((v for v in self._err_status if isinstance(v, int)), default=-1),
+            self.max_line_bytes,
+        )
 
     @classmethod
     def for_source(
@@ -537,17 +598,62 @@ class Classifier:
 
     # ------------------------------------------------------------------ per buffer
 
-    def scan(self, buf: bytes, counts: Counts, samples: Samples | None = None) -> None:
-        """Classify every line of ``buf`` (complete lines: empty or ending with a newline)
-        and add the result to ``counts`` (and the last lines of each kind to ``samples``)."""
-        if not buf:
+    def scan(
+        self,
+        buf: bytes,
+        counts: Counts,
+        samples: Samples | None = None,
+        *,
+        start: int = 0,
+        end: int | None = None,
+    ) -> None:
+        """Classify every line of ``buf[start:end]`` (complete lines: empty or ending with a
+        newline) and add the result to ``counts`` (and the last lines of each kind to
+        ``samples``)."""
+        end = len(buf) if end is None else end
+        if end <= start:
             return
-        if buf[-1] != 0x0A:
+        if buf[end - 1] != 0x0A:
             raise ValueError("scan() takes complete lines; hold back the partial last line")
+        if self._native is not None:
+            self._scan_native(buf, start, end, counts, samples)
+            return
+        if start or end != len(buf):
+            buf = buf[start:end]
         if self._json is None:
             self._scan_lines(buf, counts, samples)
         else:
             self._scan_adaptive(buf, counts, samples)
+
+    def _scan_native(
+        self, buf: bytes, pos: int, n: int, counts: Counts, samples: Samples | None
+    ) -> None:
+        """The C chunk path: it counts the plain lines and stops at each line that is not
+        (see ``_fastscan.c``), which the per-line path classifies."""
+        assert self._native is not None
+        scan, classify, find = self._native.scan, self.classify_line, buf.find
+        keep = samples.per_kind if samples is not None else 0
+        while pos < n:
+            stop, lines, error, legacy, new, legacy_error, fallback, spans = scan(buf, pos, n, keep)
+            counts.lines += lines
+            counts.bytes += stop - pos
+            counts.error += error
+            counts.legacy_reference += legacy
+            counts.new_reference += new
+            counts.legacy_error += legacy_error
+            counts.fallback += fallback
+            if spans is not None and samples is not None:
+                for kind, kind_spans in zip(CLASSES, spans, strict=True):
+                    samples.extend(kind, (buf[s:e] for s, e in kind_spans))
+            if stop >= n:
+                break
+            e = find(_NL, stop)
+            line = buf[stop:e]
+            flags = classify(line)
+            counts.add_line(flags, e - stop + 1)
+            if samples is not None and flags & 0x7F:
+                samples.add_flags(flags, line)
+            pos = e + 1
 
     def _scan_adaptive(self, buf: bytes, counts: Counts, samples: Samples | None) -> None:
         if self._scan_json_fast(buf, counts, samples):

@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 DEFAULT_CHUNK_BYTES = 1024 * 1024
+_NL = b"\n"
 
 
 def scan_chunk(
@@ -87,8 +88,16 @@ class LineStream:
         """Count the lines completed by ``data`` (added to ``counts`` when given; the
         pre-deploy ones to ``pre`` too)."""
         counts = Counts() if counts is None else counts
+        start = 0
         if self._carry:
-            data = self._carry + data
+            nl = data.find(_NL)
+            if nl < 0 or self.skipping:
+                data = self._carry + data
+            else:  # complete the held-back line alone: no copy of the whole chunk
+                head = self._carry + data[: nl + 1]
+                self._carry = b""
+                self._scan(head, 0, len(head), counts, pre)
+                start = nl + 1
             self._carry = b""
         if self.skipping:
             nl = data.find(b"\n")
@@ -100,14 +109,11 @@ class LineStream:
                 return counts
             self.skipping = self.skipping_pre = False
             data = data[nl + 1 :]
-        end = data.rfind(b"\n") + 1
+        end = data.rfind(_NL, start) + 1
         if end:
-            block = data if end == len(data) else data[:end]
-            gate = self.gate
-            if gate is not None and gate.active and pre is not None:
-                gate.scan(self.classifier, block, counts, pre, self.samples)
-            else:
-                self.classifier.scan(block, counts, self.samples)
+            self._scan(data, start, end, counts, pre)
+        else:
+            end = start
         tail = data[end:]
         limit = self.classifier.max_line_bytes
         if len(tail) > limit:
@@ -118,6 +124,15 @@ class LineStream:
         else:
             self._carry = tail
         return counts
+
+    def _scan(self, data: bytes, start: int, end: int, counts: Counts, pre: Counts | None) -> None:
+        """Classify the complete lines ``data[start:end]``."""
+        gate = self.gate
+        if gate is not None and gate.active and pre is not None:
+            block = data if start == 0 and end == len(data) else data[start:end]
+            gate.scan(self.classifier, block, counts, pre, self.samples)
+        else:
+            self.classifier.scan(data, counts, self.samples, start=start, end=end)
 
     def flush(self, counts: Counts | None = None, pre: Counts | None = None) -> Counts:
         """End of input: count the held-back partial line as a line (if any)."""

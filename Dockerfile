@@ -2,6 +2,10 @@
 # Config is read from /etc/migration-watch/migration-watch.yaml (mount it, or a directory,
 # there); secrets via *_file keys, e.g. database.dsn_file: /run/secrets/dsn.
 FROM python:3.11-slim AS build
+# gcc builds the log classifier's C chunk path (migration_watch.logs._fastscan).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY daemon ./daemon
@@ -14,6 +18,7 @@ RUN useradd --system --uid 10001 --home-dir /var/lib/migration-watch --create-ho
  && mkdir -p /etc/migration-watch \
  && chown migration-watch /var/lib/migration-watch
 COPY --from=build /opt/venv /opt/venv
+RUN /opt/venv/bin/python -c "import migration_watch.logs._fastscan"
 COPY config/migration-watch.yaml /etc/migration-watch/migration-watch.yaml
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -46,6 +46,10 @@ def classes_of(classifier: Classifier, line: str | bytes) -> set[str]:
     assert counts.lines == 1
     assert counts.bytes == len(raw) + 1
     assert by_chunk == per_line - {"blank"}, (line, per_line, by_chunk)
+    if classifier.native:  # the msgspec chunk path (no C extension) agrees as well
+        msgspec_counts = Counts()
+        classifier._scan_adaptive(raw + b"\n", msgspec_counts, None)
+        assert msgspec_counts == counts, (line, msgspec_counts, counts)
     return per_line
 
 

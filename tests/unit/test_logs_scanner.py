@@ -83,7 +83,8 @@ def test_random_chunk_boundaries_give_identical_counts(
     expected = reference_counts(classifier, data)
     cuts = [c % (len(data) + 1) for c in cuts]
     assert stream_counts(classifier, data, cuts) == expected
-    # The per-line path (no chunk fast path) agrees too.
+    # The msgspec chunk path (used without the C extension) and the per-line path agree too.
+    assert stream_counts(make_classifier(native=False), data, cuts) == expected
     assert stream_counts(make_classifier(fast=False), data, cuts) == expected
 
 
@@ -93,10 +94,13 @@ def test_fields_mode_fast_and_per_line_paths_agree(lines: list[bytes], seed: int
     fields = FieldsConfig(message="msg", search=("sql", "url", "payload"))
     data = b"\n".join(lines) + b"\n"
     fast = make_classifier(fields=fields)
+    msgspec_path = make_classifier(fields=fields, native=False)
     slow = make_classifier(fields=fields, fast=False)
     cuts = random.Random(seed).sample(range(len(data) + 1), min(3, len(data) + 1))
-    assert stream_counts(fast, data, cuts) == stream_counts(slow, data, cuts)
-    assert stream_counts(fast, data, cuts) == reference_counts(slow, data)
+    expected = reference_counts(slow, data)
+    assert stream_counts(slow, data, cuts) == expected
+    assert stream_counts(fast, data, cuts) == expected
+    assert stream_counts(msgspec_path, data, cuts) == expected
 
 
 @settings(max_examples=200, deadline=None)
@@ -120,12 +124,13 @@ def test_big_buffer_with_rare_problems_matches_reference() -> None:
         lines[k] = TEMPLATES[10]  # a broken line
     lines[7000] = b""
     data = b"\n".join(lines) + b"\n"
-    classifier = make_classifier()
-    counts = Counts()
-    classifier.scan(data, counts)
-    assert counts == reference_counts(classifier, data)
-    assert counts.parse_errors == 3
-    assert counts.lines == 12_000
+    for native in (None, False):
+        classifier = make_classifier(native=native)
+        counts = Counts()
+        classifier.scan(data, counts)
+        assert counts == reference_counts(classifier, data)
+        assert counts.parse_errors == 3
+        assert counts.lines == 12_000
 
 
 def test_scan_chunk_holds_back_the_partial_last_line() -> None:

@@ -54,14 +54,27 @@ typedef struct {
     Py_ssize_t s, e; /* value span in the line, s < 0 when absent */
 } span_t;
 
+/* Patterns that share their length and their first and last bytes up to ASCII case (the
+ * defaults are case variants) are tested together: one candidate mask per group. */
+typedef struct {
+    unsigned char first, last; /* | 0x20 */
+    Py_ssize_t len;
+    int members[MAX_LIST];
+    int n_members;
+} group_t;
+
+typedef struct {
+    lit_t pats[MAX_LIST];
+    int n;
+    group_t groups[MAX_LIST];
+    int n_groups;
+} patset_t;
+
 typedef struct {
     PyObject_HEAD
     PyObject *owner; /* tuple holding the bytes objects the lit_t point into */
     lit_t legacy, new_;
-    lit_t exclude[MAX_LIST];
-    int n_exclude;
-    lit_t fallback[MAX_LIST];
-    int n_fallback;
+    patset_t exclude, fallback;
     int fallback_needs_legacy;
     lit_t keys[MAX_LIST]; /* distinct top-level keys of interest */
     int roles[MAX_LIST];
@@ -177,8 +190,9 @@ parse_string(const unsigned char *p, Py_ssize_t i, Py_ssize_t n, int *escaped) {
             }
             i += 16;
         }
-#endif
+#else
         while (i < n && STRCLASS[p[i]] == 0) i++;
+#endif
         if (i >= n) return -1;
         switch (STRCLASS[p[i]]) {
         case 1:
@@ -266,8 +280,11 @@ static Py_ssize_t parse_number(const unsigned char *p, Py_ssize_t i, Py_ssize_t 
     return i;
 }
 
+/* The byte after a line (p[n]) is its newline or padding, never whitespace: see
+ * Scanner_scan (a trailing CR stays in the line, as JSON whitespace). */
 static inline Py_ssize_t skip_ws(const unsigned char *p, Py_ssize_t i, Py_ssize_t n) {
-    while (i < n && WS[p[i]]) i++;
+    (void)n;
+    while (WS[p[i]]) i++;
     return i;
 }
 
@@ -423,8 +440,13 @@ static void has_words(const Scanner *self, const unsigned char *t, Py_ssize_t n,
         const __m128i af = _mm_set1_epi8((char)a->p[0]), al = _mm_set1_epi8((char)a->p[a->n - 1]);
         const __m128i bf = _mm_set1_epi8((char)b->p[0]), bl = _mm_set1_epi8((char)b->p[b->n - 1]);
         Py_ssize_t alast = n - a->n, blast = n - b->n;
-        Py_ssize_t last = alast > blast ? alast : blast;
-        for (Py_ssize_t i = 0; i <= last && !(*legacy && *new_); i += 16) {
+        Py_ssize_t last = alast > blast ? alast : blast, full = alast < blast ? alast : blast;
+        Py_ssize_t i = 0;
+        for (; i + 15 <= full && !(*legacy && *new_); i += 16) { /* every position valid */
+            if (!*legacy) *legacy = check_mask(t, n, i, cand_mask(t, i, a, af, al), a);
+            if (!*new_) *new_ = check_mask(t, n, i, cand_mask(t, i, b, bf, bl), b);
+        }
+        for (; i <= last && !(*legacy && *new_); i += 16) {
             if (!*legacy)
                 *legacy = check_mask(t, n, i, cand_mask(t, i, a, af, al) & valid_bits(i, alast), a);
             if (!*new_)
@@ -437,34 +459,62 @@ static void has_words(const Scanner *self, const unsigned char *t, Py_ssize_t n,
     if (!*new_) *new_ = has_word(t, n, b);
 }
 
-/* Whether one of pats occurs in t[0:n] (t padded): one pass for all of them, 16 positions at
- * a time tested for each pattern's first and last bytes. */
-static int any_pattern(const unsigned char *t, Py_ssize_t n, const lit_t *pats, int count) {
+static void patset_group(patset_t *set) {
+    set->n_groups = 0;
+    for (int k = 0; k < set->n; k++) {
+        const lit_t *w = &set->pats[k];
+        unsigned char first = w->p[0] | 0x20, last = w->p[w->n - 1] | 0x20;
+        int g = 0;
+        while (g < set->n_groups && !(set->groups[g].first == first &&
+                                       set->groups[g].last == last && set->groups[g].len == w->n))
+            g++;
+        if (g == set->n_groups) {
+            set->groups[g].first = first;
+            set->groups[g].last = last;
+            set->groups[g].len = w->n;
+            set->groups[g].n_members = 0;
+            set->n_groups++;
+        }
+        set->groups[g].members[set->groups[g].n_members++] = k;
+    }
+}
+
+/* Whether one of the set's patterns occurs in t[0:n] (t padded): one pass for all of them,
+ * 16 positions at a time tested for each group's first and last bytes (case folded), the
+ * candidates then compared exactly. */
+static int any_pattern(const unsigned char *t, Py_ssize_t n, const patset_t *set) {
 #ifdef __SSE2__
-    Py_ssize_t last = -1;
-    int simd = 1;
-    for (int k = 0; k < count; k++) {
-        if (n - pats[k].n > last) last = n - pats[k].n;
-        if (pats[k].n < 2) simd = 0;
+    Py_ssize_t last = -1, full = n;
+    int simd = set->n > 0;
+    for (int k = 0; k < set->n; k++) {
+        Py_ssize_t lk = n - set->pats[k].n;
+        if (lk > last) last = lk;
+        if (lk < full) full = lk;
+        if (set->pats[k].n < 2) simd = 0;
     }
     if (simd) {
         __m128i first[MAX_LIST], lastb[MAX_LIST];
-        for (int k = 0; k < count; k++) {
-            first[k] = _mm_set1_epi8((char)pats[k].p[0]);
-            lastb[k] = _mm_set1_epi8((char)pats[k].p[pats[k].n - 1]);
+        const __m128i fold = _mm_set1_epi8(0x20);
+        int ng = set->n_groups;
+        for (int g = 0; g < ng; g++) {
+            first[g] = _mm_set1_epi8((char)set->groups[g].first);
+            lastb[g] = _mm_set1_epi8((char)set->groups[g].last);
         }
         for (Py_ssize_t i = 0; i <= last; i += 16) {
-            __m128i a = _mm_loadu_si128((const __m128i *)(t + i));
-            for (int k = 0; k < count; k++) {
-                const lit_t *w = &pats[k];
-                __m128i b = _mm_loadu_si128((const __m128i *)(t + i + w->n - 1));
+            __m128i a = _mm_or_si128(_mm_loadu_si128((const __m128i *)(t + i)), fold);
+            for (int g = 0; g < ng; g++) {
+                const group_t *grp = &set->groups[g];
+                __m128i b = _mm_or_si128(
+                    _mm_loadu_si128((const __m128i *)(t + i + grp->len - 1)), fold);
                 unsigned mask = (unsigned)_mm_movemask_epi8(
-                                    _mm_and_si128(_mm_cmpeq_epi8(a, first[k]),
-                                                  _mm_cmpeq_epi8(b, lastb[k]))) &
-                                valid_bits(i, n - w->n);
+                    _mm_and_si128(_mm_cmpeq_epi8(a, first[g]), _mm_cmpeq_epi8(b, lastb[g])));
+                if (i + 15 > full) mask &= valid_bits(i, n - grp->len);
                 while (mask) {
-                    int bit = __builtin_ctz(mask);
-                    if (memcmp(t + i + bit + 1, w->p + 1, (size_t)(w->n - 2)) == 0) return 1;
+                    Py_ssize_t at = i + __builtin_ctz(mask);
+                    for (int k = 0; k < grp->n_members; k++) {
+                        const lit_t *w = &set->pats[grp->members[k]];
+                        if (memcmp(t + at, w->p, (size_t)w->n) == 0) return 1;
+                    }
                     mask &= mask - 1;
                 }
             }
@@ -472,8 +522,8 @@ static int any_pattern(const unsigned char *t, Py_ssize_t n, const lit_t *pats, 
         return 0;
     }
 #endif
-    for (int k = 0; k < count; k++) {
-        if (find(t, n, &pats[k]) != NULL) return 1;
+    for (int k = 0; k < set->n; k++) {
+        if (find(t, n, &set->pats[k]) != NULL) return 1;
     }
     return 0;
 }
@@ -644,14 +694,14 @@ static int classify(const Scanner *self, const unsigned char *p, Py_ssize_t n) {
     }
     int legacy = 0, new_ = 0;
     for (int k = 0; k < nt && !(legacy && new_); k++) has_words(self, tp[k], tn[k], &legacy, &new_);
-    if (legacy && !any_pattern(p, n, self->exclude, self->n_exclude)) {
+    if (legacy && !any_pattern(p, n, &self->exclude)) {
         flags |= F_LEGACY;
         if (flags & F_ERROR) flags |= F_LEGACY_ERROR;
     }
     if (new_) flags |= F_NEW;
-    if (self->n_fallback && ((flags & F_LEGACY) || !self->fallback_needs_legacy)) {
+    if (self->fallback.n && ((flags & F_LEGACY) || !self->fallback_needs_legacy)) {
         for (int k = 0; k < nt; k++) {
-            if (any_pattern(tp[k], tn[k], self->fallback, self->n_fallback)) {
+            if (any_pattern(tp[k], tn[k], &self->fallback)) {
                 flags |= F_FALLBACK;
                 break;
             }
@@ -741,8 +791,9 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
     memset(self->key_first, 0, sizeof self->key_first);
     if (take_lit(owner, legacy, &self->legacy, "legacy") < 0 ||
         take_lit(owner, new_, &self->new_, "new") < 0 ||
-        take_lits(owner, exclude, self->exclude, &self->n_exclude, "exclude patterns") < 0 ||
-        take_lits(owner, fallback, self->fallback, &self->n_fallback, "fallback patterns") < 0 ||
+        take_lits(owner, exclude, self->exclude.pats, &self->exclude.n, "exclude patterns") < 0 ||
+        take_lits(owner, fallback, self->fallback.pats, &self->fallback.n, "fallback patterns") <
+            0 ||
         take_lits(owner, level_strs, self->level_strs, &self->n_level_strs, "level strings") < 0)
         return -1;
     if (self->legacy.n == 0 || self->new_.n == 0) {
@@ -750,6 +801,8 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
         return -1;
     }
     self->fallback_needs_legacy = needs_legacy;
+    patset_group(&self->exclude);
+    patset_group(&self->fallback);
     if (level_key != Py_None && add_key(self, owner, level_key, ROLE_LEVEL) < 0) return -1;
     if (status_key != Py_None && add_key(self, owner, status_key, ROLE_STATUS) < 0) return -1;
     if (search_keys == Py_None) {
@@ -794,10 +847,10 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
     self->status_min = status_min;
     self->max_line = max_line;
     Py_ssize_t longest = self->legacy.n > self->new_.n ? self->legacy.n : self->new_.n;
-    for (int k = 0; k < self->n_exclude; k++)
-        if (self->exclude[k].n > longest) longest = self->exclude[k].n;
-    for (int k = 0; k < self->n_fallback; k++)
-        if (self->fallback[k].n > longest) longest = self->fallback[k].n;
+    for (int k = 0; k < self->exclude.n; k++)
+        if (self->exclude.pats[k].n > longest) longest = self->exclude.pats[k].n;
+    for (int k = 0; k < self->fallback.n; k++)
+        if (self->fallback.pats[k].n > longest) longest = self->fallback.pats[k].n;
     self->pad = longest + 48;
     return 0;
 }
@@ -843,8 +896,9 @@ static PyObject *Scanner_scan(Scanner *self, PyObject *args) {
         if (nl == NULL) break;
         Py_ssize_t e = nl - buf;
         if (e - pos > self->max_line) break;
+        /* The line keeps its CR: classify_line strips one, msgspec reads any other as
+         * whitespace, and a CR can neither be part of a word nor of a pattern. */
         Py_ssize_t le = e;
-        if (le > pos && buf[le - 1] == '\r') le--;
         int flags;
         if (view.len - le >= self->pad) {
             flags = classify(self, buf + pos, le - pos);

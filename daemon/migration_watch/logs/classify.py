@@ -21,8 +21,15 @@ tabs, CR) are counted there and nowhere else. ``truncated`` lines (longer than
 ``max_line_bytes`` bytes (leniently, see :mod:`.parse`). For what a parse error is, see
 :mod:`.parse`.
 
-Speed: :meth:`Classifier.scan` takes a buffer of complete lines (about 1 MiB). For JSON it
-decodes every line at once with msgspec (only level, status and the searched fields), which
+Speed: :meth:`Classifier.scan` takes a buffer of complete lines (about 1 MiB). For JSON,
+when the C extension ``_fastscan`` is built (and ``MIGRATION_WATCH_PURE_PYTHON`` is not set),
+it walks the buffer in C: each line is validated and classified there when it is "plain" (one
+JSON object msgspec surely reads the same way, unescaped top-level keys, a level/status that is
+a plain string, an integer or null, not overlong, not blank); at the first line that is not,
+the C code stops and that line goes through :meth:`Classifier.classify_line`, then the C code
+goes on after it. So the C code only has to be sure of what it counts; tests compare it with
+the per-line path on generated adversarial lines. Without the extension, the buffer is
+decoded at once with msgspec (only level, status and the searched fields), which
 also validates every line, and finds the column names with ``bytes.find`` over the whole
 buffer; only lines containing a column name get per-line Python work. A buffer where
 anything unusual happens (a parse error, a blank or overlong line, several objects on one

@@ -724,7 +724,7 @@ static int take_lit(PyObject *owner_list, PyObject *obj, lit_t *out, const char 
 }
 
 static int take_lits(PyObject *owner_list, PyObject *seq, lit_t *out, int *count,
-                     const char *what) {
+                     const char *what, int allow_empty) {
     PyObject *fast = PySequence_Fast(seq, what);
     if (fast == NULL) return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
@@ -738,7 +738,7 @@ static int take_lits(PyObject *owner_list, PyObject *seq, lit_t *out, int *count
             Py_DECREF(fast);
             return -1;
         }
-        if (out[k].n == 0) {
+        if (out[k].n == 0 && !allow_empty) {
             Py_DECREF(fast);
             PyErr_Format(PyExc_ValueError, "empty %s", what);
             return -1;
@@ -791,10 +791,11 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
     memset(self->key_first, 0, sizeof self->key_first);
     if (take_lit(owner, legacy, &self->legacy, "legacy") < 0 ||
         take_lit(owner, new_, &self->new_, "new") < 0 ||
-        take_lits(owner, exclude, self->exclude.pats, &self->exclude.n, "exclude patterns") < 0 ||
-        take_lits(owner, fallback, self->fallback.pats, &self->fallback.n, "fallback patterns") <
-            0 ||
-        take_lits(owner, level_strs, self->level_strs, &self->n_level_strs, "level strings") < 0)
+        take_lits(owner, exclude, self->exclude.pats, &self->exclude.n, "exclude patterns", 0) < 0 ||
+        take_lits(owner, fallback, self->fallback.pats, &self->fallback.n, "fallback patterns",
+                  0) < 0 ||
+        take_lits(owner, level_strs, self->level_strs, &self->n_level_strs, "level strings", 1) <
+            0)
         return -1;
     if (self->legacy.n == 0 || self->new_.n == 0) {
         PyErr_SetString(PyExc_ValueError, "empty column name");
@@ -869,7 +870,7 @@ static PyObject *Scanner_scan(Scanner *self, PyObject *args) {
     Py_ssize_t start, end;
     int keep;
     if (!PyArg_ParseTuple(args, "y*nni", &view, &start, &end, &keep)) return NULL;
-    if (start < 0 || end > view.len || start > end || keep < 0 || keep > 1000) {
+    if (start < 0 || end > view.len || start > end || keep < 0 || keep > (1 << 20)) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "bad range or sample count");
         return NULL;

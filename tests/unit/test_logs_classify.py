@@ -166,6 +166,19 @@ def test_unicode_escape_of_identifier_character_joins(pino: Classifier) -> None:
     assert classes_of(pino, '{"msg":"\\\\ncustomer_id"}') == set()  # "\\n" is a backslash + n
 
 
+def test_unicode_escape_ending_like_a_short_escape_separates() -> None:
+    # "\u00eb" (e with diaeresis) ends with "b" but is not "\b"; "\u002f" is "/".
+    # python's json.dumps escapes every non-ASCII character this way.
+    for name, classifier in (
+        ("whole line", Classifier("customer_id", "organization_id")),
+        ("fields", Classifier("customer_id", "organization_id", fields=FieldsConfig(search=()))),
+    ):
+        for escape in ("\\u00eb", "\\u00ab", "\\u00AB", "\\u002f", "\\u00e9"):
+            line = '{"msg":"' + escape + 'customer_id"}'
+            assert classes_of(classifier, line) == {"legacy_reference"}, (name, line)
+        assert classes_of(classifier, '{"msg":"\\\\u00ebcustomer_id"}') == set(), name
+
+
 def test_json_key_reference(pino: Classifier) -> None:
     line = '{"level":"info","msg":"insert","row":{"customer_id":42,"name":"x"}}'
     assert classes_of(pino, line) == {"legacy_reference"}

@@ -91,6 +91,7 @@ typedef struct {
     Py_ssize_t max_line;
     Py_ssize_t pad; /* readable bytes needed after a line: the SIMD loops read ahead */
     unsigned char key_first[256]; /* first bytes of the keys of interest */
+    unsigned char *null_text;     /* "null" followed by pad zero bytes */
 } Scanner;
 
 static unsigned char IDENT[256];
@@ -360,26 +361,24 @@ static const unsigned char *find(const unsigned char *hay, Py_ssize_t n, const l
 }
 
 /* classify.py's _escape_ends_at on the text t[0:...], i being relative to t. */
-static int escape_ends_at(const unsigned char *t, Py_ssize_t i) {
-    unsigned char c = t[i - 1];
-    Py_ssize_t k;
-    if (c == 'n' || c == 'r' || c == 't' || c == 'b' || c == 'f') {
-        k = i - 2;
-    } else if (is_hex(c) && i >= 6 && t[i - 5] == 'u' && is_hex(t[i - 4]) && is_hex(t[i - 3]) &&
-               is_hex(t[i - 2])) {
-        int code = (hexval(t[i - 4]) << 12) | (hexval(t[i - 3]) << 8) | (hexval(t[i - 2]) << 4) |
-                   hexval(t[i - 1]);
-        if (code < 128 && IDENT[code]) return 0;
-        k = i - 6;
-    } else {
-        return 0;
-    }
+static int odd_backslashes(const unsigned char *t, Py_ssize_t k) {
     int count = 0;
     while (k >= 0 && t[k] == '\\') {
         count++;
         k--;
     }
     return count % 2 == 1;
+}
+
+static int escape_ends_at(const unsigned char *t, Py_ssize_t i) {
+    unsigned char c = t[i - 1];
+    if (is_hex(c) && i >= 6 && t[i - 5] == 'u' && is_hex(t[i - 4]) && is_hex(t[i - 3]) &&
+        is_hex(t[i - 2]) && odd_backslashes(t, i - 6)) { /* \uXXXX first: \u00eb is not \b */
+        int code = (hexval(t[i - 4]) << 12) | (hexval(t[i - 3]) << 8) | (hexval(t[i - 2]) << 4) |
+                   hexval(t[i - 1]);
+        return !(code < 128 && IDENT[code]);
+    }
+    return (c == 'n' || c == 'r' || c == 't' || c == 'b' || c == 'f') && odd_backslashes(t, i - 2);
 }
 
 /* classify.py's _has_word: word occurs in t[0:n] as a whole identifier. */
@@ -671,7 +670,6 @@ static int classify(const Scanner *self, const unsigned char *p, Py_ssize_t n) {
     int flags = 0;
     if (level_is_error(self, p, &level) || status_is_error(self, p, &status)) flags = F_ERROR;
 
-    static const unsigned char NULL_TEXT[] = "null";
     const unsigned char *tp[MAX_LIST + 1];
     Py_ssize_t tn[MAX_LIST + 1];
     int nt = 0;
@@ -686,7 +684,7 @@ static int classify(const Scanner *self, const unsigned char *p, Py_ssize_t n) {
                 tn[nt] = spans[k].e - spans[k].s;
                 nt++;
             } else if (self->search_null[k]) {
-                tp[nt] = NULL_TEXT;
+                tp[nt] = self->null_text; /* zero-padded: the SIMD loops read ahead */
                 tn[nt] = 4;
                 nt++;
             }
@@ -853,11 +851,19 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
     for (int k = 0; k < self->fallback.n; k++)
         if (self->fallback.pats[k].n > longest) longest = self->fallback.pats[k].n;
     self->pad = longest + 48;
+    PyMem_Free(self->null_text);
+    self->null_text = PyMem_Calloc(1, (size_t)(4 + self->pad));
+    if (self->null_text == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(self->null_text, "null", 4);
     return 0;
 }
 
 static void Scanner_dealloc(Scanner *self) {
     Py_XDECREF(self->owner);
+    PyMem_Free(self->null_text);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

@@ -256,23 +256,31 @@ class Samples:
 # --------------------------------------------------------------------------- matching
 
 
-def _escape_ends_at(buf: bytes, i: int) -> bool:
-    """Whether ``buf[:i]`` ends with a JSON escape of a non-identifier character."""
-    c = buf[i - 1]
-    if c in _SIMPLE_ESCAPES:
-        k = i - 2
-    elif c in _HEX and i >= 6 and buf[i - 5] == 0x75 and all(b in _HEX for b in buf[i - 4 : i]):
-        code = int(buf[i - 4 : i], 16)
-        if code < 128 and _IDENT[code]:
-            return False
-        k = i - 6
-    else:
-        return False
+def _odd_backslashes(buf: bytes, k: int) -> bool:
+    """Whether ``buf[:k + 1]`` ends with an odd number of backslashes."""
     n = 0
     while k >= 0 and buf[k] == _BACKSLASH:
         n += 1
         k -= 1
     return n % 2 == 1
+
+
+def _escape_ends_at(buf: bytes, i: int) -> bool:
+    """Whether ``buf[:i]`` ends with a JSON escape of a non-identifier character.
+
+    The ``\\uXXXX`` form is tried first: ``\\u00eb`` (ë) ends with ``b`` but is not ``\\b``.
+    """
+    c = buf[i - 1]
+    if (
+        c in _HEX
+        and i >= 6
+        and buf[i - 5] == 0x75
+        and all(b in _HEX for b in buf[i - 4 : i])
+        and _odd_backslashes(buf, i - 6)
+    ):
+        code = int(buf[i - 4 : i], 16)
+        return not (code < 128 and _IDENT[code])
+    return c in _SIMPLE_ESCAPES and _odd_backslashes(buf, i - 2)
 
 
 def _has_word(text: bytes, word: bytes) -> bool:

@@ -171,7 +171,7 @@ def test_unicode_escape_ending_like_a_short_escape_separates() -> None:
     # python's json.dumps escapes every non-ASCII character this way.
     for name, classifier in (
         ("whole line", Classifier("customer_id", "organization_id")),
-        ("fields", Classifier("customer_id", "organization_id", fields=FieldsConfig(search=()))),
+        ("fields", Classifier("customer_id", "organization_id", fields=FieldsConfig(search=("msg",)))),
     ):
         for escape in ("\\u00eb", "\\u00ab", "\\u00AB", "\\u002f", "\\u00e9"):
             line = '{"msg":"' + escape + 'customer_id"}'

@@ -169,9 +169,10 @@ def test_unicode_escape_of_identifier_character_joins(pino: Classifier) -> None:
 def test_unicode_escape_ending_like_a_short_escape_separates() -> None:
     # "\u00eb" (e with diaeresis) ends with "b" but is not "\b"; "\u002f" is "/".
     # python's json.dumps escapes every non-ASCII character this way.
+    in_msg = FieldsConfig(search=("msg",))
     for name, classifier in (
         ("whole line", Classifier("customer_id", "organization_id")),
-        ("fields", Classifier("customer_id", "organization_id", fields=FieldsConfig(search=("msg",)))),
+        ("fields", Classifier("customer_id", "organization_id", fields=in_msg)),
     ):
         for escape in ("\\u00eb", "\\u00ab", "\\u00AB", "\\u002f", "\\u00e9"):
             line = '{"msg":"' + escape + 'customer_id"}'
@@ -451,3 +452,11 @@ def test_samples_are_bounded_redacted_and_truncated() -> None:
     assert all(len(s) <= 60 for s in got)
     assert not any("pw4" in s or "pw3" in s for s in samples.get("error"))
     assert set(samples.snapshot()) == {"error", "legacy_reference", "legacy_error"}
+
+
+def test_one_key_for_level_and_status() -> None:
+    # A config naming the same key twice used to fail on every line.
+    same = Classifier("customer_id", "organization_id", fields=FieldsConfig(level="s", status="s"))
+    assert classes_of(same, '{"s":503}') == {"error"}
+    assert classes_of(same, '{"s":"ERROR"}') == {"error"}
+    assert classes_of(same, '{"s":"info","msg":"customer_id"}') == {"legacy_reference"}

@@ -413,8 +413,6 @@ def _case_variants(value: str) -> set[str]:
 # --------------------------------------------------------------------------- classifier
 
 _DECODE_FAILURES = (ValueError, RecursionError, UnicodeDecodeError, TypeError, MemoryError)
-_get_lv = attrgetter("lv")
-_get_st = attrgetter("st")
 #: Pieces of a buffer smaller than this go straight to the per-line path.
 _MIN_BISECT = 16 * 1024
 
@@ -505,7 +503,6 @@ class Classifier:
                 for key in keys
                 for ch in key  # spelled as in JSON
             )
-            or (fields.level is not None and fields.level == fields.status)
             or len(self._exclude.patterns) > 64
             or len(self._fallback.patterns) > 64
             or len(level_strs) > 64
@@ -733,14 +730,22 @@ class Classifier:
         try:
             lv_idx = (
                 list(
-                    compress(range(n_lines), map(self._err_levels.__contains__, map(_get_lv, recs)))
+                    compress(
+                        range(n_lines),
+                        map(self._err_levels.__contains__, map(attrgetter(rtype.level_attr), recs)),
+                    )
                 )
                 if rtype.has_level
                 else []
             )
             st_idx = (
                 list(
-                    compress(range(n_lines), map(self._err_status.__contains__, map(_get_st, recs)))
+                    compress(
+                        range(n_lines),
+                        map(
+                            self._err_status.__contains__, map(attrgetter(rtype.status_attr), recs)
+                        ),
+                    )
                 )
                 if rtype.has_status and self._err_status
                 else []

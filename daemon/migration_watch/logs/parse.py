@@ -58,7 +58,8 @@ class Record:
 class JsonRecordType:
     """A msgspec Struct type decoding only the needed keys of a JSON line.
 
-    Attributes: ``lv`` (level), ``st`` (status), ``s0``… (searched fields, ``msgspec.Raw``).
+    Attributes: ``lv`` (level), ``st`` (status; ``lv`` too when it is the same key), ``s0``…
+    (searched fields, ``msgspec.Raw``).
     ``whole_line`` is True when the searched text is the whole line (``"*"``).
     """
 
@@ -67,6 +68,8 @@ class JsonRecordType:
     whole_line: bool
     has_level: bool
     has_status: bool
+    level_attr: str = "lv"
+    status_attr: str = "st"
 
 
 def _searched_names(fields: FieldsConfig) -> tuple[bool, tuple[str, ...]]:
@@ -92,10 +95,9 @@ def json_record_type(fields: FieldsConfig) -> JsonRecordType:
         by_key[key] = name
         return name
 
-    if fields.level:
-        attr_for(fields.level, "lv", Any, None)
-    if fields.status:
-        attr_for(fields.status, "st", Any, None)
+    level_attr = attr_for(fields.level, "lv", Any, None) if fields.level else "lv"
+    # The same key may be both (one attribute then).
+    status_attr = attr_for(fields.status, "st", Any, None) if fields.status else "st"
     search_attrs = []
     for i, key in enumerate(names):
         if key in by_key:  # level/status also searched: keep one Any attribute, no Raw
@@ -109,6 +111,8 @@ def json_record_type(fields: FieldsConfig) -> JsonRecordType:
         whole_line=whole,
         has_level=bool(fields.level),
         has_status=bool(fields.status),
+        level_attr=level_attr,
+        status_attr=status_attr,
     )
 
 
@@ -187,8 +191,8 @@ class JsonParser(Parser):
         """A :class:`Record` from a decoded Struct (also used by the chunk path)."""
         rtype = self.rtype
         return Record(
-            level=rec.lv if rtype.has_level else None,
-            status=rec.st if rtype.has_status else None,
+            level=getattr(rec, rtype.level_attr) if rtype.has_level else None,
+            status=getattr(rec, rtype.status_attr) if rtype.has_status else None,
             searched=(line,) if rtype.whole_line else self.texts(rec),
         )
 

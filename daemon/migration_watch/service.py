@@ -41,7 +41,7 @@ from .logs.config import FileSourceConfig
 from .logwatch import LogWatch
 from .metrics import build_registry
 from .runner import Runner
-from .state import SqliteStateStore, StateStore
+from .state import DaemonLock, SqliteStateStore, StateStore
 from .verdict import Verdict
 from .week import RunInfo, Week
 
@@ -70,7 +70,17 @@ class Service:
     ) -> None:
         self.config = config
         self.clock: Clock = clock or SystemClock()
-        self.store: StateStore = store or SqliteStateStore(config.state.path, now=self.clock.now)
+        #: Held while this service owns its state file (see DaemonLock).
+        self.daemon_lock: DaemonLock | None = None
+        if store is None:
+            self.daemon_lock = DaemonLock(config.state.path)
+            self.daemon_lock.acquire()
+            try:
+                store = SqliteStateStore(config.state.path, now=self.clock.now)
+            except BaseException:
+                self.daemon_lock.release()
+                raise
+        self.store: StateStore = store
         self.db = Database(config.database)
         self.runner = Runner(config, self.db, clock=self.clock.now, ratio=self._restore_ratio())
         self.week = Week(config, self.runner, self.store, self.clock, cli_deployed_at=deployed_at)
@@ -84,6 +94,8 @@ class Service:
             self.http = HttpServer(self.runner, self.registry, host=bind_host, port=bind_port)
         except OSError as exc:
             self.store.close()
+            if self.daemon_lock is not None:
+                self.daemon_lock.release()
             raise ConfigError(
                 f"http.listen: cannot listen on {bind_host}:{bind_port}: {exc.strerror or exc}",
                 source=config.source,
@@ -342,6 +354,8 @@ class Service:
         self.alerting.close()
         self.logs.close()
         self.store.close()
+        if self.daemon_lock is not None:
+            self.daemon_lock.release()
         log.info("service stopped")
 
     def serve_forever(self) -> None:

@@ -342,6 +342,25 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path, db_dsn: str) -> None:
                 return False
 
         _wait(ready, timeout=30)
+        # A second daemon on the same state file refuses to start (exit 2, names the first).
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            other_port = s.getsockname()[1]
+        (tmp_path / "second").mkdir()
+        other = write_config(
+            tmp_path / "second",
+            db_dsn,
+            service={"pulse": "1h"},
+            http={"listen": f"127.0.0.1:{other_port}"},
+            state={"path": str(tmp_path / "state.sqlite")},
+        )
+        second = subprocess.run(
+            [sys.executable, "-m", "migration_watch.cli", "run", "--config", str(other)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert second.returncode == 2, second.stderr
+        assert f"another migration-watch daemon (pid {proc.pid})" in second.stderr
+        assert "state.sqlite" in second.stderr
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=10)

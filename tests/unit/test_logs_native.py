@@ -890,3 +890,52 @@ def test_more_than_1000_samples_per_kind() -> None:
     classifier("default").scan(buf, counts, samples)
     assert counts == want_counts
     assert raw_samples(samples) == raw_samples(want_samples)
+
+
+# --------------------------------------------------------------------------- timestamps
+
+
+TIME_VALUES = [b"1761210000000", b"1761210000", b"-5", b"0", b"1.5", b"1761210000.123", b"1e3"]
+TIME_VALUES += [b'"2026-11-25T10:00:00Z"', b'"2026-11-25 10:00:00+01:00"', b'""', b"null"]
+TIME_VALUES += [b'"\\u0032026-11-25"', b"true", b"[1]", b'{"t":1}', b"-0", b"12345678901234567890"]
+TIME_VALUES += [b'"caf\xc3\xa9"', b"1E+2", b"0.1e-5", b"123456789012345678"]
+
+
+@st.composite
+def timestamp_lines(draw: st.DrawFn) -> bytes:
+    """Lines with a "time" key (sometimes twice, escaped, or absent) among other members."""
+    clean = draw(st.booleans())
+    line = draw(object_lines(clean))
+    if line.lstrip(b" \t\r")[:1] != b"{" or draw(st.integers(0, 5)) == 0:
+        return line
+    key = draw(st.sampled_from([b'"time"', b'"time"', b'"time"', b'"\\u0074ime"', b'"times"']))
+    member = key + b":" + draw(st.sampled_from(TIME_VALUES))
+    where = line.index(b"{") + 1
+    sep = b"" if line[where:].lstrip(b" \t\r")[:1] == b"}" else b","
+    line = line[:where] + member + sep + line[where:]
+    if draw(st.integers(0, 4)) == 0:  # a duplicate key: the last one wins
+        end = line.rindex(b"}")
+        line = line[:end] + b',"time":' + draw(st.sampled_from(TIME_VALUES)) + line[end:]
+    return line
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=st.lists(timestamp_lines(), min_size=1, max_size=25), crlf=st.booleans())
+def test_timestamp_values_match_msgspec_line_by_line(lines: list[bytes], crlf: bool) -> None:
+    """The pre-deploy gate's timestamp reading in C gives what msgspec gives, value and type."""
+    from migration_watch.logs.deploy import TimestampReader
+
+    buf = (b"\r\n" if crlf else b"\n").join(lines) + b"\n"
+    fields = FieldsConfig(timestamp="time")
+    reader = TimestampReader("json", fields)
+    assert reader._native_key == b"time"  # the C path is the one under test
+    expected = [reader.line(line) for line in buf.split(b"\n")[:-1]]
+    raw = [reader._line(line) for line in buf.split(b"\n")[:-1]]
+    values = reader.values(buf)
+    assert [(type(v), v) for v in values] == [(type(v), v) for v in raw]
+    from migration_watch.logs.deploy import to_micros
+
+    assert [to_micros(v) for v in values] == expected
+    # The msgspec path (no C extension) agrees as well.
+    reader._native_key = None
+    assert [(type(v), v) for v in reader.values(buf)] == [(type(v), v) for v in raw]

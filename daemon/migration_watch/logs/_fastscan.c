@@ -998,10 +998,167 @@ static PyTypeObject ScannerType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ------------------------------------------------------------------ one field per line */
+
+#define V_FLOAT 4
+#define FIELD_PAD 64
+
+static PyObject *UNDECIDED; /* "read this line in Python" */
+
+/* The value of the top-level `key` of the plain line p[0:n] (padded) in *val, kinds V_ABSENT,
+ * V_NULL, V_STR (no escapes), V_INT, V_FLOAT (s/e: its text); 0, or -1 when the line is not
+ * plain or the value is anything else. Duplicate keys: the last wins, as in msgspec. */
+static int field_of_line(const unsigned char *p, Py_ssize_t n, const lit_t *key, val_t *val) {
+    val->kind = V_ABSENT;
+    Py_ssize_t i = skip_ws(p, 0, n);
+    if (i >= n || p[i] != '{') return -1;
+    i = skip_ws(p, i + 1, n);
+    if (i < n && p[i] == '}') return skip_ws(p, i + 1, n) == n ? 0 : -1;
+    for (;;) {
+        int escaped;
+        if (i >= n || p[i] != '"') return -1;
+        Py_ssize_t ks = i + 1;
+        i = parse_string(p, i, n, &escaped);
+        if (i < 0 || escaped) return -1; /* an escaped key may spell ours */
+        int ours = i - 1 - ks == key->n && memcmp(p + ks, key->p, (size_t)key->n) == 0;
+        i = skip_ws(p, i, n);
+        if (i >= n || p[i] != ':') return -1;
+        i = skip_ws(p, i + 1, n);
+        if (!ours) {
+            i = parse_value(p, i, n, 1);
+        } else if (i < n && p[i] == '"') {
+            Py_ssize_t end = parse_string(p, i, n, &escaped);
+            if (end < 0 || escaped) return -1;
+            val->kind = V_STR;
+            val->s = i + 1;
+            val->e = end - 1;
+            i = end;
+        } else if (i < n && p[i] == 'n') {
+            i = parse_literal(p, i, n, "null", 4);
+            val->kind = V_NULL;
+        } else if (i < n && (p[i] == '-' || (p[i] >= '0' && p[i] <= '9'))) {
+            int integer;
+            long long v;
+            Py_ssize_t end = parse_number(p, i, n, &integer, &v);
+            if (end < 0) return -1;
+            val->kind = integer ? V_INT : V_FLOAT;
+            val->value = v;
+            val->s = i;
+            val->e = end;
+            i = end;
+        } else {
+            return -1;
+        }
+        if (i < 0) return -1;
+        i = skip_ws(p, i, n);
+        if (i >= n) return -1;
+        if (p[i] == '}') return skip_ws(p, i + 1, n) == n ? 0 : -1;
+        if (p[i] != ',') return -1;
+        i = skip_ws(p, i + 1, n);
+    }
+}
+
+static PyObject *value_object(const unsigned char *p, const val_t *v) {
+    switch (v->kind) {
+    case V_STR:
+        return PyUnicode_DecodeUTF8((const char *)p + v->s, v->e - v->s, "strict");
+    case V_INT:
+        return PyLong_FromLongLong(v->value);
+    case V_FLOAT: {
+        char text[64];
+        Py_ssize_t len = v->e - v->s;
+        if (len >= (Py_ssize_t)sizeof text) {
+            Py_INCREF(UNDECIDED);
+            return UNDECIDED;
+        }
+        memcpy(text, p + v->s, (size_t)len);
+        text[len] = 0;
+        double d = PyOS_string_to_double(text, NULL, NULL);
+        if (d == -1.0 && PyErr_Occurred()) return NULL;
+        return PyFloat_FromDouble(d);
+    }
+    default:
+        Py_RETURN_NONE;
+    }
+}
+
+/* field_values(buf, start, end, key, max_line_bytes) -> list: the value of `key` on each
+ * complete line of buf[start:end] (as msgspec decodes it), UNDECIDED where Python must. */
+static PyObject *field_values(PyObject *module, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t start, end, max_line;
+    const char *key_p;
+    Py_ssize_t key_n;
+    if (!PyArg_ParseTuple(args, "y*nny#n", &view, &start, &end, &key_p, &key_n, &max_line))
+        return NULL;
+    if (start < 0 || end > view.len || start > end || key_n == 0) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "bad range or empty key");
+        return NULL;
+    }
+    lit_t key = {(const unsigned char *)key_p, key_n};
+    const unsigned char *buf = view.buf;
+    PyObject *out = PyList_New(0);
+    unsigned char *scratch = NULL;
+    Py_ssize_t scratch_size = 0;
+    Py_ssize_t pos = start;
+    while (out != NULL && pos < end) {
+        const unsigned char *nl = memchr(buf + pos, '\n', (size_t)(end - pos));
+        if (nl == NULL) break;
+        Py_ssize_t e = nl - buf, len = e - pos;
+        const unsigned char *line = buf + pos;
+        val_t v = {V_ABSENT, 0, 0, 0};
+        int rc = -1;
+        if (len <= max_line) {
+            if (view.len - e < FIELD_PAD) {
+                if (scratch_size < len + FIELD_PAD) {
+                    PyMem_Free(scratch);
+                    scratch_size = len + FIELD_PAD;
+                    scratch = PyMem_Malloc((size_t)scratch_size);
+                    if (scratch == NULL) {
+                        Py_CLEAR(out);
+                        PyErr_NoMemory();
+                        break;
+                    }
+                }
+                memcpy(scratch, line, (size_t)len);
+                memset(scratch + len, 0, FIELD_PAD);
+                line = scratch;
+            }
+            rc = field_of_line(line, len, &key, &v);
+        }
+        PyObject *item;
+        if (rc < 0) {
+            item = UNDECIDED;
+            Py_INCREF(item);
+        } else {
+            item = value_object(line, &v);
+        }
+        if (item == NULL || PyList_Append(out, item) < 0) {
+            Py_XDECREF(item);
+            Py_CLEAR(out);
+            break;
+        }
+        Py_DECREF(item);
+        pos = e + 1;
+    }
+    PyMem_Free(scratch);
+    PyBuffer_Release(&view);
+    return out;
+}
+
+static PyMethodDef module_methods[] = {
+    {"field_values", field_values, METH_VARARGS,
+     "field_values(buf, start, end, key, max_line_bytes) -> list of the key's value per line "
+     "(UNDECIDED: read that line in Python)"},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "migration_watch.logs._fastscan",
     .m_doc = "The chunk path of the JSON log classifier (see classify.py).",
+    .m_methods = module_methods,
     .m_size = -1,
 };
 
@@ -1013,6 +1170,11 @@ PyMODINIT_FUNC PyInit__fastscan(void) {
     Py_INCREF(&ScannerType);
     if (PyModule_AddObject(m, "Scanner", (PyObject *)&ScannerType) < 0) {
         Py_DECREF(&ScannerType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    UNDECIDED = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
+    if (UNDECIDED == NULL || PyModule_AddObjectRef(m, "UNDECIDED", UNDECIDED) < 0) {
         Py_DECREF(m);
         return NULL;
     }

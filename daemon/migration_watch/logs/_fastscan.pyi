@@ -1,6 +1,13 @@
 from collections.abc import Sequence
+from typing import Any
 
 MAX_DEPTH: int
+#: In field_values' result: the line is not plain, read it in Python.
+UNDECIDED: object
+
+def field_values(
+    buf: bytes | bytearray | memoryview, start: int, end: int, key: bytes, max_line_bytes: int, /
+) -> list[Any]: ...
 
 class Scanner:
     def __init__(

@@ -39,9 +39,14 @@ from typing import Any
 
 import msgspec
 
-from .classify import Classifier, Counts, Samples
+from .classify import Classifier, Counts, Samples, native_available
 from .config import FieldsConfig, Format, SourceConfig
 from .parse import _LOGFMT_TOKEN, Parser, _lenient_re, _unquote
+
+try:
+    from . import _fastscan
+except ImportError:  # not built: native_available() is False and msgspec reads timestamps
+    _fastscan = None  # type: ignore[assignment]
 
 __all__ = [
     "PRE_DEPLOY_PREFIX",
@@ -147,6 +152,10 @@ def _datetime_micros(value: datetime) -> int:
     return (value - _EPOCH) // _US
 
 
+#: Lines longer than this are read by msgspec (they are read leniently later anyway).
+_NATIVE_MAX_LINE = 64 * 1024 * 1024
+
+
 class TimestampReader:
     """Reads the ``fields.timestamp`` value of lines of one format (raw, see :func:`to_micros`).
 
@@ -161,6 +170,8 @@ class TimestampReader:
         self._lenient_re = _lenient_re(self.field)
         self._line: Callable[[bytes], Any]
         self._decode_array: Callable[[bytes | bytearray], list[Any]] | None = None
+        #: JSON key read by the C extension (None: msgspec).
+        self._native_key: bytes | None = None
         if not self.field:
             self._line = lambda line: None
         elif fmt == "json":
@@ -177,6 +188,8 @@ class TimestampReader:
                     return None
 
             self._line = json_line
+            if native_available():
+                self._native_key = self.field.encode()
         elif fmt == "logfmt":
             key = self.field.encode()
 
@@ -228,6 +241,14 @@ class TimestampReader:
 
     def values(self, buf: bytes) -> list[Any]:
         """The raw timestamp value of every line of ``buf`` (complete lines), in order."""
+        if self._native_key is not None:
+            # The C walk reads plain lines (as msgspec does) and leaves the others to us.
+            values = _fastscan.field_values(buf, 0, len(buf), self._native_key, _NATIVE_MAX_LINE)
+            undecided = _fastscan.UNDECIDED
+            if undecided in values:
+                get, lines = self._line, buf.split(_NL)
+                values = [get(lines[i]) if v is undecided else v for i, v in enumerate(values)]
+            return values
         n = buf.count(_NL)
         if self._decode_array is not None:
             array = bytearray(len(buf) + 1)

@@ -126,11 +126,6 @@ static int hexval(unsigned char c) {
 
 /* ------------------------------------------------------------------ JSON validation */
 
-typedef struct {
-    const unsigned char *p;
-    Py_ssize_t n;
-} line_t;
-
 /* One strict UTF-8 sequence starting at i (p[i] >= 0x80); index after it or -1. */
 static Py_ssize_t utf8_seq(const unsigned char *p, Py_ssize_t i, Py_ssize_t n) {
     unsigned char c = p[i];
@@ -529,44 +524,93 @@ static int any_pattern(const unsigned char *t, Py_ssize_t n, const patset_t *set
 
 /* ------------------------------------------------------------------ one line */
 
+#define V_FLOAT 4
+
 typedef struct {
     int kind;
     Py_ssize_t s, e; /* string content, or the number's text */
     long long value;
 } val_t;
 
-/* The top-level value at p[i] for a key with `roles`; index after it or -1 (not plain). */
-static Py_ssize_t top_value(const Scanner *self, const unsigned char *p, Py_ssize_t i,
-                            Py_ssize_t n, int roles, val_t *val) {
-    Py_ssize_t start = i;
-    if (!(roles & (ROLE_LEVEL | ROLE_STATUS))) return parse_value(p, i, n, 1);
+/* A top-level value of interest at p[i] into *val: a string without escapes, null, an
+ * integer, or (allow_float) any other number; index after it, or -1 for anything else
+ * (booleans, objects, arrays, escapes: Python decides). */
+static Py_ssize_t read_scalar(const unsigned char *p, Py_ssize_t i, Py_ssize_t n, int allow_float,
+                              val_t *val) {
     if (i >= n) return -1;
     if (p[i] == '"') {
         int escaped;
         Py_ssize_t end = parse_string(p, i, n, &escaped);
         if (end < 0 || escaped) return -1;
         val->kind = V_STR;
-        val->s = start + 1;
+        val->s = i + 1;
         val->e = end - 1;
         return end;
     }
     if (p[i] == 'n') {
-        Py_ssize_t end = parse_literal(p, i, n, "null", 4);
-        if (end < 0) return -1;
         val->kind = V_NULL;
-        return end;
+        return parse_literal(p, i, n, "null", 4);
     }
     if (p[i] == '-' || (p[i] >= '0' && p[i] <= '9')) {
         int integer;
-        long long v;
-        Py_ssize_t end = parse_number(p, i, n, &integer, &v);
-        if (end < 0 || !integer) return -1;
-        val->kind = V_INT;
-        val->value = v;
+        Py_ssize_t end = parse_number(p, i, n, &integer, &val->value);
+        if (end < 0 || !(integer || allow_float)) return -1;
+        val->kind = integer ? V_INT : V_FLOAT;
+        val->s = i;
+        val->e = end;
         return end;
     }
-    (void)self;
-    return -1; /* booleans, objects, arrays: Python decides */
+    return -1;
+}
+
+/* Parses the value of the key at keys[slot] starting at p[i]; index after it or -1. */
+typedef Py_ssize_t (*visit_fn)(void *ctx, int slot, const unsigned char *p, Py_ssize_t i,
+                               Py_ssize_t n);
+
+/* Walks the line p[0:n] (padded, see Scanner_scan) as one JSON object, handing the values
+ * of keys[0:n_keys] (first bytes in key_first) to visit. 0 when the line is plain, -1 when
+ * not: not one valid object, or a top-level key with escapes (it may spell one of ours). */
+static int walk_object(const unsigned char *p, Py_ssize_t n, const lit_t *keys, int n_keys,
+                       const unsigned char *key_first, visit_fn visit, void *ctx) {
+    Py_ssize_t i = skip_ws(p, 0, n);
+    if (i >= n || p[i] != '{') return -1;
+    i = skip_ws(p, i + 1, n);
+    if (i < n && p[i] == '}') return skip_ws(p, i + 1, n) == n ? 0 : -1;
+    for (;;) {
+        int escaped;
+        if (i >= n || p[i] != '"') return -1;
+        Py_ssize_t ks = i + 1;
+        i = parse_string(p, i, n, &escaped);
+        if (i < 0) return -1;
+        Py_ssize_t klen = i - 1 - ks;
+        int slot = -1;
+        if (escaped) {
+            if (n_keys) return -1;
+        } else if (klen > 0 && key_first[p[ks]]) {
+            for (int k = 0; k < n_keys; k++) {
+                if (keys[k].n == klen && memcmp(keys[k].p, p + ks, (size_t)klen) == 0) {
+                    slot = k;
+                    break;
+                }
+            }
+        }
+        i = skip_ws(p, i, n);
+        if (i >= n || p[i] != ':') return -1;
+        i = skip_ws(p, i + 1, n);
+        if (slot >= 0) {
+            i = visit(ctx, slot, p, i, n);
+        } else if (i < n && p[i] == '"') {
+            i = parse_string(p, i, n, &escaped);
+        } else {
+            i = parse_value(p, i, n, 1);
+        }
+        if (i < 0) return -1;
+        i = skip_ws(p, i, n);
+        if (i >= n) return -1;
+        if (p[i] == '}') return skip_ws(p, i + 1, n) == n ? 0 : -1;
+        if (p[i] != ',') return -1;
+        i = skip_ws(p, i + 1, n);
+    }
 }
 
 static int level_is_error(const Scanner *self, const unsigned char *p, const val_t *v) {
@@ -599,76 +643,47 @@ static int status_is_error(const Scanner *self, const unsigned char *p, const va
     return 0;
 }
 
-/* Flags of the line p[0:n] (no newline, trailing CR removed), or -1 when it is not plain. */
-static int classify(const Scanner *self, const unsigned char *p, Py_ssize_t n) {
-    val_t level = {V_ABSENT, 0, 0, 0}, status = {V_ABSENT, 0, 0, 0};
+typedef struct {
+    const Scanner *self;
+    val_t level, status;
     span_t spans[MAX_LIST];
-    for (int k = 0; k < self->n_search; k++) spans[k].s = -1;
+} line_values_t;
 
-    Py_ssize_t i = skip_ws(p, 0, n);
-    if (i >= n || p[i] != '{') return -1;
-    i = skip_ws(p, i + 1, n);
-    if (i < n && p[i] == '}') {
-        i++;
+static Py_ssize_t visit_classified(void *ctx, int slot, const unsigned char *p, Py_ssize_t i,
+                                   Py_ssize_t n) {
+    line_values_t *lv = ctx;
+    int roles = lv->self->roles[slot];
+    Py_ssize_t end;
+    if (roles & (ROLE_LEVEL | ROLE_STATUS)) {
+        val_t v = {V_ABSENT, 0, 0, 0};
+        end = read_scalar(p, i, n, 0, &v);
+        if (roles & ROLE_LEVEL) lv->level = v;
+        if (roles & ROLE_STATUS) lv->status = v;
     } else {
-        for (;;) {
-            int escaped;
-            if (i >= n || p[i] != '"') return -1;
-            Py_ssize_t ks = i + 1;
-            i = parse_string(p, i, n, &escaped);
-            if (i < 0) return -1;
-            Py_ssize_t klen = i - 1 - ks;
-            int slot = -1;
-            if (escaped) {
-                /* an escaped key may spell a configured one: Python decides */
-                if (self->n_keys) return -1;
-            } else if (klen > 0 && self->key_first[p[ks]]) {
-                for (int k = 0; k < self->n_keys; k++) {
-                    if (self->keys[k].n == klen &&
-                        memcmp(self->keys[k].p, p + ks, (size_t)klen) == 0) {
-                        slot = k;
-                        break;
-                    }
-                }
-            }
-            i = skip_ws(p, i, n);
-            if (i >= n || p[i] != ':') return -1;
-            i = skip_ws(p, i + 1, n);
-            Py_ssize_t vs = i;
-            if (slot < 0) {
-                if (i < n && p[i] == '"') {
-                    i = parse_string(p, i, n, &escaped);
-                } else {
-                    i = parse_value(p, i, n, 1);
-                }
-            } else {
-                int roles = self->roles[slot];
-                val_t v = {V_ABSENT, 0, 0, 0};
-                i = top_value(self, p, i, n, roles, &v);
-                if (i >= 0) {
-                    if (roles & ROLE_LEVEL) level = v;
-                    if (roles & ROLE_STATUS) status = v;
-                    if (roles & ROLE_SEARCH) {
-                        spans[self->search_slot[slot]].s = vs;
-                        spans[self->search_slot[slot]].e = i;
-                    }
-                }
-            }
-            if (i < 0) return -1;
-            i = skip_ws(p, i, n);
-            if (i >= n) return -1;
-            if (p[i] == '}') {
-                i++;
-                break;
-            }
-            if (p[i] != ',') return -1;
-            i = skip_ws(p, i + 1, n);
-        }
+        end = parse_value(p, i, n, 1);
     }
-    if (skip_ws(p, i, n) != n) return -1;
+    if (end >= 0 && (roles & ROLE_SEARCH)) { /* duplicate keys: the last wins, as in msgspec */
+        span_t *span = &lv->spans[lv->self->search_slot[slot]];
+        span->s = i;
+        span->e = end;
+    }
+    return end;
+}
+
+/* Flags of the line p[0:n] (no newline; a trailing CR is whitespace), or -1 when it is not
+ * plain. */
+static int classify(const Scanner *self, const unsigned char *p, Py_ssize_t n) {
+    line_values_t lv; /* not zeroed as a whole: only the n_search spans are used */
+    lv.self = self;
+    lv.level.kind = lv.status.kind = V_ABSENT;
+    for (int k = 0; k < self->n_search; k++) lv.spans[k].s = -1;
+    if (walk_object(p, n, self->keys, self->n_keys, self->key_first, visit_classified, &lv) < 0)
+        return -1;
+    const val_t *level = &lv.level, *status = &lv.status;
+    const span_t *spans = lv.spans;
 
     int flags = 0;
-    if (level_is_error(self, p, &level) || status_is_error(self, p, &status)) flags = F_ERROR;
+    if (level_is_error(self, p, level) || status_is_error(self, p, status)) flags = F_ERROR;
 
     const unsigned char *tp[MAX_LIST + 1];
     Py_ssize_t tn[MAX_LIST + 1];
@@ -871,6 +886,33 @@ typedef struct {
     Py_ssize_t s, e;
 } pair_t;
 
+/* A reusable buffer for lines near the end of the input (raw allocator: no GIL needed). */
+typedef struct {
+    unsigned char *p;
+    Py_ssize_t size;
+} scratch_t;
+
+/* buf[pos:pos+len] with `pad` readable bytes after it, for the SIMD loops that read ahead:
+ * the line in place when the input goes on that far, else a zero-padded copy in scratch.
+ * NULL when out of memory. */
+static const unsigned char *padded_line(scratch_t *scratch, const unsigned char *buf,
+                                        Py_ssize_t buf_len, Py_ssize_t pos, Py_ssize_t len,
+                                        Py_ssize_t pad) {
+    if (buf_len - (pos + len) >= pad) return buf + pos;
+    if (scratch->size < len + pad) {
+        PyMem_RawFree(scratch->p);
+        scratch->size = len + pad;
+        scratch->p = PyMem_RawMalloc((size_t)scratch->size);
+        if (scratch->p == NULL) {
+            scratch->size = 0;
+            return NULL;
+        }
+    }
+    memcpy(scratch->p, buf + pos, (size_t)len);
+    memset(scratch->p + len, 0, (size_t)pad);
+    return scratch->p;
+}
+
 static PyObject *Scanner_scan(Scanner *self, PyObject *args) {
     Py_buffer view;
     Py_ssize_t start, end;
@@ -894,8 +936,7 @@ static PyObject *Scanner_scan(Scanner *self, PyObject *args) {
         }
     }
     Py_ssize_t pos = start;
-    unsigned char *scratch = NULL;
-    Py_ssize_t scratch_size = 0;
+    scratch_t scratch = {NULL, 0};
     int no_memory = 0;
     Py_BEGIN_ALLOW_THREADS
     while (pos < end) {
@@ -905,25 +946,12 @@ static PyObject *Scanner_scan(Scanner *self, PyObject *args) {
         if (e - pos > self->max_line) break;
         /* The line keeps its CR: classify_line strips one, msgspec reads any other as
          * whitespace, and a CR can neither be part of a word nor of a pattern. */
-        Py_ssize_t le = e;
-        int flags;
-        if (view.len - le >= self->pad) {
-            flags = classify(self, buf + pos, le - pos);
-        } else { /* near the end of the buffer: classify a zero-padded copy */
-            Py_ssize_t len = le - pos;
-            if (scratch_size < len + self->pad) {
-                PyMem_RawFree(scratch);
-                scratch_size = len + self->pad;
-                scratch = PyMem_RawMalloc((size_t)scratch_size);
-                if (scratch == NULL) {
-                    no_memory = 1;
-                    break;
-                }
-            }
-            memcpy(scratch, buf + pos, (size_t)len);
-            memset(scratch + len, 0, (size_t)self->pad);
-            flags = classify(self, scratch, len);
+        const unsigned char *line = padded_line(&scratch, buf, view.len, pos, e - pos, self->pad);
+        if (line == NULL) {
+            no_memory = 1;
+            break;
         }
+        int flags = classify(self, line, e - pos);
         if (flags < 0) break;
         lines++;
         if (flags) {
@@ -942,7 +970,7 @@ static PyObject *Scanner_scan(Scanner *self, PyObject *args) {
         pos = e + 1;
     }
     Py_END_ALLOW_THREADS
-    PyMem_RawFree(scratch);
+    PyMem_RawFree(scratch.p);
     PyBuffer_Release(&view);
     if (no_memory) {
         PyMem_Free(ring);
@@ -1000,62 +1028,14 @@ static PyTypeObject ScannerType = {
 
 /* ------------------------------------------------------------------ one field per line */
 
-#define V_FLOAT 4
 #define FIELD_PAD 64
 
 static PyObject *UNDECIDED; /* "read this line in Python" */
 
-/* The value of the top-level `key` of the plain line p[0:n] (padded) in *val, kinds V_ABSENT,
- * V_NULL, V_STR (no escapes), V_INT, V_FLOAT (s/e: its text); 0, or -1 when the line is not
- * plain or the value is anything else. Duplicate keys: the last wins, as in msgspec. */
-static int field_of_line(const unsigned char *p, Py_ssize_t n, const lit_t *key, val_t *val) {
-    val->kind = V_ABSENT;
-    Py_ssize_t i = skip_ws(p, 0, n);
-    if (i >= n || p[i] != '{') return -1;
-    i = skip_ws(p, i + 1, n);
-    if (i < n && p[i] == '}') return skip_ws(p, i + 1, n) == n ? 0 : -1;
-    for (;;) {
-        int escaped;
-        if (i >= n || p[i] != '"') return -1;
-        Py_ssize_t ks = i + 1;
-        i = parse_string(p, i, n, &escaped);
-        if (i < 0 || escaped) return -1; /* an escaped key may spell ours */
-        int ours = i - 1 - ks == key->n && memcmp(p + ks, key->p, (size_t)key->n) == 0;
-        i = skip_ws(p, i, n);
-        if (i >= n || p[i] != ':') return -1;
-        i = skip_ws(p, i + 1, n);
-        if (!ours) {
-            i = parse_value(p, i, n, 1);
-        } else if (i < n && p[i] == '"') {
-            Py_ssize_t end = parse_string(p, i, n, &escaped);
-            if (end < 0 || escaped) return -1;
-            val->kind = V_STR;
-            val->s = i + 1;
-            val->e = end - 1;
-            i = end;
-        } else if (i < n && p[i] == 'n') {
-            i = parse_literal(p, i, n, "null", 4);
-            val->kind = V_NULL;
-        } else if (i < n && (p[i] == '-' || (p[i] >= '0' && p[i] <= '9'))) {
-            int integer;
-            long long v;
-            Py_ssize_t end = parse_number(p, i, n, &integer, &v);
-            if (end < 0) return -1;
-            val->kind = integer ? V_INT : V_FLOAT;
-            val->value = v;
-            val->s = i;
-            val->e = end;
-            i = end;
-        } else {
-            return -1;
-        }
-        if (i < 0) return -1;
-        i = skip_ws(p, i, n);
-        if (i >= n) return -1;
-        if (p[i] == '}') return skip_ws(p, i + 1, n) == n ? 0 : -1;
-        if (p[i] != ',') return -1;
-        i = skip_ws(p, i + 1, n);
-    }
+static Py_ssize_t visit_field(void *ctx, int slot, const unsigned char *p, Py_ssize_t i,
+                              Py_ssize_t n) {
+    (void)slot;
+    return read_scalar(p, i, n, 1, (val_t *)ctx); /* duplicate keys: the last wins */
 }
 
 static PyObject *value_object(const unsigned char *p, const val_t *v) {
@@ -1098,34 +1078,26 @@ static PyObject *field_values(PyObject *module, PyObject *args) {
     }
     lit_t key = {(const unsigned char *)key_p, key_n};
     const unsigned char *buf = view.buf;
+    unsigned char key_first[256] = {0};
+    key_first[key.p[0]] = 1;
     PyObject *out = PyList_New(0);
-    unsigned char *scratch = NULL;
-    Py_ssize_t scratch_size = 0;
+    scratch_t scratch = {NULL, 0};
     Py_ssize_t pos = start;
     while (out != NULL && pos < end) {
         const unsigned char *nl = memchr(buf + pos, '\n', (size_t)(end - pos));
         if (nl == NULL) break;
         Py_ssize_t e = nl - buf, len = e - pos;
-        const unsigned char *line = buf + pos;
+        const unsigned char *line = NULL;
         val_t v = {V_ABSENT, 0, 0, 0};
         int rc = -1;
         if (len <= max_line) {
-            if (view.len - e < FIELD_PAD) {
-                if (scratch_size < len + FIELD_PAD) {
-                    PyMem_Free(scratch);
-                    scratch_size = len + FIELD_PAD;
-                    scratch = PyMem_Malloc((size_t)scratch_size);
-                    if (scratch == NULL) {
-                        Py_CLEAR(out);
-                        PyErr_NoMemory();
-                        break;
-                    }
-                }
-                memcpy(scratch, line, (size_t)len);
-                memset(scratch + len, 0, FIELD_PAD);
-                line = scratch;
+            line = padded_line(&scratch, buf, view.len, pos, len, FIELD_PAD);
+            if (line == NULL) {
+                Py_CLEAR(out);
+                PyErr_NoMemory();
+                break;
             }
-            rc = field_of_line(line, len, &key, &v);
+            rc = walk_object(line, len, &key, 1, key_first, visit_field, &v);
         }
         PyObject *item;
         if (rc < 0) {
@@ -1142,7 +1114,7 @@ static PyObject *field_values(PyObject *module, PyObject *args) {
         Py_DECREF(item);
         pos = e + 1;
     }
-    PyMem_Free(scratch);
+    PyMem_RawFree(scratch.p);
     PyBuffer_Release(&view);
     return out;
 }
@@ -1178,7 +1150,8 @@ PyMODINIT_FUNC PyInit__fastscan(void) {
         Py_DECREF(m);
         return NULL;
     }
-    if (PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0) {
+    if (PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_LIST", MAX_LIST) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -2,6 +2,7 @@ from collections.abc import Sequence
 from typing import Any
 
 MAX_DEPTH: int
+MAX_LIST: int
 #: In field_values' result: the line is not plain, read it in Python.
 UNDECIDED: object
 

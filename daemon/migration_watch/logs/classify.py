@@ -78,6 +78,7 @@ __all__ = [
     "Counts",
     "Samples",
     "native_available",
+    "native_module",
     "redact",
 ]
 
@@ -112,9 +113,17 @@ _BACKSLASH = 0x5C
 _NL = b"\n"
 
 
+def native_module() -> Any:
+    """The C extension ``_fastscan`` when built and not switched off by ``PURE_PYTHON_ENV``,
+    else None."""
+    if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
+        return None
+    return _fastscan
+
+
 def native_available() -> bool:
-    """Whether the C chunk path is built and not switched off by ``PURE_PYTHON_ENV``."""
-    return _fastscan is not None and os.environ.get(PURE_PYTHON_ENV, "") in ("", "0")
+    """Whether the C chunk path is used (see :func:`native_module`)."""
+    return native_module() is not None
 
 
 # --------------------------------------------------------------------------- counts
@@ -503,11 +512,14 @@ class Classifier:
                 for key in keys
                 for ch in key  # spelled as in JSON
             )
-            or len(self._exclude.patterns) > 64
-            or len(self._fallback.patterns) > 64
-            or len(level_strs) > 64
-            or len(level_ints) > 64
-            or len(keys) > 64
+            or max(
+                len(self._exclude.patterns),
+                len(self._fallback.patterns),
+                len(level_strs),
+                len(level_ints),
+                len(keys),
+            )
+            > _fastscan.MAX_LIST
         ):
             return None
         return _fastscan.Scanner(

@@ -39,14 +39,9 @@ from typing import Any
 
 import msgspec
 
-from .classify import Classifier, Counts, Samples, native_available
+from .classify import Classifier, Counts, Samples, native_module
 from .config import FieldsConfig, Format, SourceConfig
 from .parse import _LOGFMT_TOKEN, Parser, _lenient_re, _unquote
-
-try:
-    from . import _fastscan
-except ImportError:  # not built: native_available() is False and msgspec reads timestamps
-    _fastscan = None  # type: ignore[assignment]
 
 __all__ = [
     "PRE_DEPLOY_PREFIX",
@@ -170,8 +165,9 @@ class TimestampReader:
         self._lenient_re = _lenient_re(self.field)
         self._line: Callable[[bytes], Any]
         self._decode_array: Callable[[bytes | bytearray], list[Any]] | None = None
-        #: JSON key read by the C extension (None: msgspec).
+        #: JSON key read by the C extension (None: msgspec) and that extension.
         self._native_key: bytes | None = None
+        self._native: Any = None
         if not self.field:
             self._line = lambda line: None
         elif fmt == "json":
@@ -188,7 +184,8 @@ class TimestampReader:
                     return None
 
             self._line = json_line
-            if native_available():
+            self._native = native_module()
+            if self._native is not None:
                 self._native_key = self.field.encode()
         elif fmt == "logfmt":
             key = self.field.encode()
@@ -243,8 +240,11 @@ class TimestampReader:
         """The raw timestamp value of every line of ``buf`` (complete lines), in order."""
         if self._native_key is not None:
             # The C walk reads plain lines (as msgspec does) and leaves the others to us.
-            values = _fastscan.field_values(buf, 0, len(buf), self._native_key, _NATIVE_MAX_LINE)
-            undecided = _fastscan.UNDECIDED
+            native = self._native
+            values: list[Any] = native.field_values(
+                buf, 0, len(buf), self._native_key, _NATIVE_MAX_LINE
+            )
+            undecided = native.UNDECIDED
             if undecided in values:
                 get, lines = self._line, buf.split(_NL)
                 values = [get(lines[i]) if v is undecided else v for i, v in enumerate(values)]

@@ -45,9 +45,8 @@ def scan_chunk(
     :class:`LineStream`.
     """
     counts = Counts()
-    end = buf.rfind(b"\n") + 1
-    if end:
-        classifier.scan(buf if end == len(buf) else buf[:end], counts, samples)
+    end = buf.rfind(_NL) + 1
+    classifier.scan(buf, counts, samples, end=end)
     return counts, end
 
 
@@ -91,16 +90,15 @@ class LineStream:
         start = 0
         if self._carry:
             nl = data.find(_NL)
-            if nl < 0 or self.skipping:
+            if nl < 0:  # (never while skipping: an overlong line leaves no carry)
                 data = self._carry + data
             else:  # complete the held-back line alone: no copy of the whole chunk
                 head = self._carry + data[: nl + 1]
-                self._carry = b""
                 self._scan(head, 0, len(head), counts, pre)
                 start = nl + 1
             self._carry = b""
         if self.skipping:
-            nl = data.find(b"\n")
+            nl = data.find(_NL)
             rest = len(data) if nl < 0 else nl + 1
             counts.bytes += rest
             if self.skipping_pre and pre is not None:

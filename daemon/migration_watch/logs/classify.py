@@ -53,7 +53,14 @@ from typing import Any
 import msgspec
 
 from .config import ClassesConfig, FieldsConfig, Format, SourceConfig
-from .parse import JsonParser, Parser, Record, make_parser
+from .parse import (
+    JsonParser,
+    Parser,
+    Record,
+    json_lines_array,
+    make_parser,
+    may_have_overlong_line,
+)
 
 try:
     from . import _fastscan
@@ -484,8 +491,7 @@ class Classifier:
         self._json: JsonParser | None = None
         if fast and isinstance(self._parser, JsonParser):
             self._json = self._parser
-            # Lines joined by commas into one JSON array: a blank line or two values on
-            # one line make it invalid, so each element is exactly one line.
+            # A chunk is decoded at once as json_lines_array(chunk): one element per line.
             struct = self._parser.rtype.struct
             self._decode_array = msgspec.json.Decoder(list[struct]).decode  # type: ignore[valid-type]
             self._whole_line = self._parser.rtype.whole_line
@@ -717,20 +723,10 @@ class Classifier:
                 buf.decode("utf-8")
             except UnicodeDecodeError:
                 return False
-        if n > self.max_line_bytes:
-            # Every line is shorter than max_line_bytes when each window of half that
-            # size holds a newline.
-            half = max(self.max_line_bytes // 2, 1)
-            find = buf.find
-            for p in range(0, n, half):
-                if find(_NL, p, p + half) < 0:
-                    return False
-        array = bytearray(n + 1)
-        array[0] = 0x5B  # [
-        array[1:] = buf.replace(_NL, b",")
-        array[-1] = 0x5D  # ]
+        if may_have_overlong_line(buf, self.max_line_bytes):
+            return False
         try:
-            recs = self._decode_array(array)
+            recs = self._decode_array(json_lines_array(buf))
         except _DECODE_FAILURES:
             return False
 

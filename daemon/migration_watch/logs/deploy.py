@@ -41,7 +41,14 @@ import msgspec
 
 from .classify import Classifier, Counts, Samples, native_module
 from .config import FieldsConfig, Format, SourceConfig
-from .parse import _LOGFMT_TOKEN, Parser, _lenient_re, _unquote
+from .parse import (
+    Parser,
+    _lenient_re,
+    json_lines_array,
+    logfmt_pairs,
+    logfmt_value,
+    may_have_overlong_line,
+)
 
 __all__ = [
     "PRE_DEPLOY_PREFIX",
@@ -130,17 +137,6 @@ def _unit(value: int) -> int:
     return 2 if value < 100_000_000_000_000_000 else 3
 
 
-def _may_have_overlong_line(buf: bytes, limit: int) -> bool:
-    """Whether a line of ``buf`` (complete lines) may be longer than ``limit``: False means
-    none is (every window of half the limit holds a newline)."""
-    n = len(buf)
-    if n <= limit:
-        return False
-    half = max(limit // 2, 1)
-    find = buf.find
-    return any(find(_NL, p, p + half) < 0 for p in range(0, n, half))
-
-
 def _datetime_micros(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
@@ -188,21 +184,12 @@ class TimestampReader:
             if self._native is not None:
                 self._native_key = self.field.encode()
         elif fmt == "logfmt":
-            key = self.field.encode()
+            name = self.field
 
             def logfmt_line(line: bytes) -> Any:
                 # The tokens of LogfmtParser: a line it cannot parse has no timestamp.
-                value, pos, n = None, 0, len(line)
-                while pos < n:
-                    m = _LOGFMT_TOKEN.match(line, pos)
-                    if m is None:
-                        if line[pos:].strip(b" \t\r"):
-                            return None
-                        break
-                    if m.group(1) == key and m.group(2) is not None:
-                        value = m.group(2)
-                    pos = m.end()
-                return None if value is None else _unquote(value).decode("utf-8", "replace")
+                pairs = logfmt_pairs(line)
+                return None if pairs is None else logfmt_value(pairs, name)
 
             self._line = logfmt_line
         else:
@@ -251,12 +238,8 @@ class TimestampReader:
             return values
         n = buf.count(_NL)
         if self._decode_array is not None:
-            array = bytearray(len(buf) + 1)
-            array[0] = 0x5B  # [
-            array[1:] = buf.replace(_NL, b",")
-            array[-1] = 0x5D  # ]
             try:
-                recs = self._decode_array(array)
+                recs = self._decode_array(json_lines_array(buf))
             except _DECODE_ERRORS:
                 pass
             else:
@@ -351,7 +334,7 @@ class DeployGate:
                 return b"", buf
         values = self.reader.values(buf)
         n = len(values)
-        overlong = _may_have_overlong_line(buf, self.max_line_bytes)
+        overlong = may_have_overlong_line(buf, self.max_line_bytes)
         flags = None
         if not overlong:
             flags = self._flags_of_epoch_ints(values, t0)

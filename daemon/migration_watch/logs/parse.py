@@ -37,8 +37,12 @@ __all__ = [
     "JsonRecordType",
     "Parser",
     "Record",
+    "json_lines_array",
     "json_record_type",
+    "logfmt_pairs",
+    "logfmt_value",
     "make_parser",
+    "may_have_overlong_line",
 ]
 
 EMPTY_RAW = msgspec.Raw(b"")
@@ -159,6 +163,30 @@ def _lenient_re(name: str | None) -> re.Pattern[bytes] | None:
     )
 
 
+def json_lines_array(buf: bytes) -> bytearray:
+    """The complete lines of ``buf`` as one JSON array, for one msgspec decode of a chunk.
+
+    A blank line or two values on one line make it invalid, so when it decodes, each
+    element is exactly one line.
+    """
+    array = bytearray(len(buf) + 1)
+    array[0] = 0x5B  # [
+    array[1:] = buf.replace(b"\n", b",")
+    array[-1] = 0x5D  # ]
+    return array
+
+
+def may_have_overlong_line(buf: bytes, limit: int) -> bool:
+    """Whether a line of ``buf`` (complete lines) may be longer than ``limit``: False means
+    none is (every window of half the limit holds a newline)."""
+    n = len(buf)
+    if n <= limit:
+        return False
+    half = max(limit // 2, 1)
+    find = buf.find
+    return any(find(b"\n", p, p + half) < 0 for p in range(0, n, half))
+
+
 def _raw_text(value: Any) -> bytes:
     return bytes(value) if isinstance(value, msgspec.Raw) else msgspec.json.encode(value)
 
@@ -207,37 +235,45 @@ def _unquote(value: bytes) -> bytes:
     return value
 
 
+def logfmt_pairs(line: bytes) -> dict[bytes, bytes] | None:
+    """The ``key=value`` pairs of a logfmt line (values as written; a repeated key: the last),
+    or None when the line is not a sequence of such tokens."""
+    pairs: dict[bytes, bytes] = {}
+    pos, n = 0, len(line)
+    while pos < n:
+        m = _LOGFMT_TOKEN.match(line, pos)
+        if m is None:
+            if line[pos:].strip(b" \t\r"):
+                return None
+            break
+        if m.group(2) is not None:
+            pairs[m.group(1)] = m.group(2)
+        pos = m.end()
+    return pairs
+
+
+def logfmt_value(pairs: dict[bytes, bytes], name: str | None) -> str | None:
+    """The unquoted text of one key of :func:`logfmt_pairs`, or None."""
+    if not name:
+        return None
+    raw = pairs.get(name.encode())
+    return None if raw is None else _unquote(raw).decode("utf-8", "replace")
+
+
 class LogfmtParser(Parser):
     """``key=value key2="quoted value" flag`` lines."""
 
     def parse(self, line: bytes) -> Record | None:
-        pairs: dict[bytes, bytes] = {}
-        pos, n = 0, len(line)
-        while pos < n:
-            m = _LOGFMT_TOKEN.match(line, pos)
-            if m is None:
-                if line[pos:].strip(b" \t\r"):
-                    return None
-                break
-            if m.group(2) is not None:
-                pairs[m.group(1)] = m.group(2)
-            pos = m.end()
+        pairs = logfmt_pairs(line)
         if not pairs:
             return None
         return Record(
-            level=self._value(pairs, self.fields.level),
-            status=self._value(pairs, self.fields.status),
+            level=logfmt_value(pairs, self.fields.level),
+            status=logfmt_value(pairs, self.fields.status),
             searched=(line,)
             if self.whole_line
             else tuple(pairs[k] for k in (n.encode() for n in self.search_names) if pairs.get(k)),
         )
-
-    @staticmethod
-    def _value(pairs: dict[bytes, bytes], name: str | None) -> str | None:
-        if not name:
-            return None
-        raw = pairs.get(name.encode())
-        return None if raw is None else _unquote(raw).decode("utf-8", "replace")
 
 
 class TextParser(Parser):

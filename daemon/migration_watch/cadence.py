@@ -30,54 +30,37 @@ Run states (:class:`RunState`), from (T0, phases, now, completed runs)
     Callers serialise runs (one at a time) and call :meth:`Schedule.due_run` when they are about
     to execute, so an in-progress run is not mistaken for a missed one.
 
-Clocks
-    :class:`Clock` gives the *virtual* time the cadence is computed in, and maps it to the
-    *real* time APScheduler waits in. :class:`SystemClock` is the identity, :class:`ScaledClock`
-    runs a week in minutes for the demo, :class:`ManualClock` is for tests.
-    :class:`CadenceTrigger` is an APScheduler 3 trigger that fires at the real times of the
-    planned runs (and of the verdict): a waker only — the job decides what to run with
-    :meth:`Schedule.due_run` and the store's completed runs.
+The clocks live in :mod:`migration_watch.clock`, durations in :mod:`migration_watch.durations`,
+the APScheduler trigger in :mod:`migration_watch.trigger` and the ``cadence:`` config model in
+:mod:`migration_watch.config`.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-import re
-import threading
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Protocol, Self, runtime_checkable
+from datetime import datetime, timedelta
+from typing import Any
 
-from apscheduler.triggers.base import BaseTrigger
-from pydantic import BaseModel, BeforeValidator, ConfigDict, RootModel, model_validator
+from .clock import require_aware
+from .durations import format_duration
 
 __all__ = [
     "DAY",
     "DEFAULT_GRACE",
     "DEFAULT_PHASES",
     "MAX_RUNS",
-    "CadenceConfig",
-    "CadenceTrigger",
-    "Clock",
     "CompletedRun",
     "DueRun",
-    "Duration",
-    "ManualClock",
     "Phase",
-    "PhaseConfig",
     "PlannedRun",
     "RunState",
     "RunStatus",
-    "ScaledClock",
     "Schedule",
-    "SystemClock",
     "current_day",
-    "format_duration",
-    "parse_duration",
     "plan",
-    "speed_to_fit",
     "validate_phases",
     "verdict_at",
 ]
@@ -155,127 +138,6 @@ def validate_phases(phases: Sequence[Phase]) -> tuple[Phase, ...]:
 
 def _fmt(delta: timedelta) -> str:
     return format_duration(delta) if delta >= timedelta(0) else str(delta)
-
-
-# --------------------------------------------------------------------------- durations
-
-_DURATION_RE = re.compile(
-    r"^(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?"
-    r"(?:(?P<s>\d+(?:\.\d+)?)s)?(?:(?P<ms>\d+)ms)?$"
-)
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"24h"``, ``"30m"``, ``"1h30m"``, ``"7d"``, ``"2w"``, ``"90s"``, ``"500ms"`` → timedelta.
-
-    A bare number is seconds. Raises ``ValueError`` on anything else.
-    """
-    value = text.strip()
-    if not value:
-        raise ValueError("empty duration")
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(seconds):
-            raise ValueError(f"invalid duration {text!r}: not a finite number of seconds")
-        return timedelta(seconds=seconds)
-    match = _DURATION_RE.match(value)
-    if not match or not any(match.groupdict().values()):
-        raise ValueError(
-            f"invalid duration {text!r}: use a number with a unit, e.g. 24h, 30m, 1h30m, 90s, 7d"
-        )
-    parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
-    return timedelta(
-        weeks=parts["w"],
-        days=parts["d"],
-        hours=parts["h"],
-        minutes=parts["m"],
-        seconds=parts["s"],
-        milliseconds=parts["ms"],
-    )
-
-
-def format_duration(delta: timedelta) -> str:
-    """Inverse of :func:`parse_duration` in hours/minutes/seconds: ``168h``, ``1h30m``, ``0s``."""
-    if delta < timedelta(0):
-        return "-" + format_duration(-delta)
-    micros = delta // timedelta(microseconds=1)
-    seconds, micro = divmod(micros, 1_000_000)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    out = ""
-    if hours:
-        out += f"{hours}h"
-    if minutes:
-        out += f"{minutes}m"
-    if secs or micro:
-        out += f"{secs}.{micro:06d}".rstrip("0").rstrip(".") + "s" if micro else f"{secs}s"
-    return out or "0s"
-
-
-def coerce_duration(value: Any) -> timedelta:
-    """A config value (text, number of seconds or timedelta) as a non-negative timedelta."""
-    if isinstance(value, bool):
-        raise ValueError("a duration cannot be a boolean")
-    if isinstance(value, str):
-        delta = parse_duration(value)
-    elif isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError("a duration must be finite")
-        delta = timedelta(seconds=value)
-    elif isinstance(value, timedelta):
-        delta = value
-    else:
-        raise ValueError("expected a duration such as 30s, 5m or 1h")
-    if delta < timedelta(0):
-        raise ValueError("a duration must not be negative")
-    return delta
-
-
-#: A pydantic-validated duration: ``"24h"``, ``"30m"``, ``"1h30m"``, a number of seconds or a
-#: timedelta. Reusable in other config models (pulse, timeouts, repeat intervals).
-Duration = Annotated[timedelta, BeforeValidator(coerce_duration)]
-
-_DEFAULT_NAMES = {
-    timedelta(hours=1): "hourly",
-    timedelta(hours=12): "twice-daily",
-    timedelta(hours=24): "daily",
-}
-
-
-class PhaseConfig(BaseModel):
-    """One entry of the config's ``cadence:`` list; ``name`` defaults from ``every``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str | None = None
-    until: Duration
-    every: Duration
-
-    def to_phase(self) -> Phase:
-        name = self.name or _DEFAULT_NAMES.get(self.every) or f"every-{format_duration(self.every)}"
-        return Phase(name=name, until=self.until, every=self.every)
-
-
-class CadenceConfig(RootModel[list[PhaseConfig]]):
-    """The config's ``cadence:`` list, validated as a whole with :func:`validate_phases`.
-
-    Use as a field: ``cadence: CadenceConfig = Field(default_factory=CadenceConfig.default)``.
-    """
-
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        validate_phases(self.phases())
-        return self
-
-    def phases(self) -> tuple[Phase, ...]:
-        return tuple(p.to_phase() for p in self.root)
-
-    @classmethod
-    def default(cls) -> CadenceConfig:
-        return cls([PhaseConfig(name=p.name, until=p.until, every=p.every) for p in DEFAULT_PHASES])
 
 
 # --------------------------------------------------------------------------- plan
@@ -362,19 +224,13 @@ class DueRun:
         return self.run.at
 
 
-def _require_aware(value: datetime, what: str) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what} must be timezone-aware, got naive {value.isoformat()}")
-    return value.astimezone(UTC)
-
-
 def _day_of(deployed_at: datetime, at: datetime) -> int:
     return 1 + (at - deployed_at) // DAY
 
 
 def plan(deployed_at: datetime, phases: Sequence[Phase] = DEFAULT_PHASES) -> list[PlannedRun]:
     """Every planned run, in time order. ``deployed_at`` must be aware; times are UTC."""
-    t0 = _require_aware(deployed_at, "deployed_at")
+    t0 = require_aware(deployed_at, "deployed_at")
     runs: list[PlannedRun] = []
     start = timedelta(0)
     for phase in validate_phases(phases):
@@ -389,7 +245,7 @@ def plan(deployed_at: datetime, phases: Sequence[Phase] = DEFAULT_PHASES) -> lis
 
 def verdict_at(deployed_at: datetime, phases: Sequence[Phase] = DEFAULT_PHASES) -> datetime:
     """T0 + the last phase's ``until`` (T0+168h by default)."""
-    return _require_aware(deployed_at, "deployed_at") + validate_phases(phases)[-1].until
+    return require_aware(deployed_at, "deployed_at") + validate_phases(phases)[-1].until
 
 
 def current_day(
@@ -397,8 +253,8 @@ def current_day(
 ) -> int:
     """Day of the week for ``migration_watch_cadence_day``: 0 before T0, 1-7 during the week,
     8 once the verdict time has passed (for custom phases: the last day + 1)."""
-    t0 = _require_aware(deployed_at, "deployed_at")
-    now = _require_aware(now, "now")
+    t0 = require_aware(deployed_at, "deployed_at")
+    now = require_aware(now, "now")
     end = verdict_at(t0, phases)
     if now < t0:
         return 0
@@ -411,7 +267,7 @@ class Schedule:
     """The plan for one deployment, and the pure state function over it."""
 
     def __init__(self, deployed_at: datetime, phases: Sequence[Phase] = DEFAULT_PHASES) -> None:
-        self.deployed_at = _require_aware(deployed_at, "deployed_at")
+        self.deployed_at = require_aware(deployed_at, "deployed_at")
         self.phases = validate_phases(phases)
         self.runs: tuple[PlannedRun, ...] = tuple(plan(self.deployed_at, self.phases))
         self.verdict_at = self.deployed_at + self.phases[-1].until
@@ -421,7 +277,7 @@ class Schedule:
 
     def phase_at(self, when: datetime) -> Phase | None:
         """The phase ``when`` falls in; None before T0 and from the verdict time on."""
-        when = _require_aware(when, "when")
+        when = require_aware(when, "when")
         offset = when - self.deployed_at
         if offset < timedelta(0):
             return None
@@ -435,11 +291,11 @@ class Schedule:
 
     def is_over(self, now: datetime) -> bool:
         """True from the verdict time on."""
-        return _require_aware(now, "now") >= self.verdict_at
+        return require_aware(now, "now") >= self.verdict_at
 
     def next_run(self, now: datetime) -> PlannedRun | None:
         """The first planned run strictly after ``now``; None when none is left."""
-        now = _require_aware(now, "now")
+        now = require_aware(now, "now")
         for run in self.runs:
             if run.at > now:
                 return run
@@ -454,7 +310,7 @@ class Schedule:
         out: dict[int, CompletedRun | None] = {}
         for index, record in completed.items():
             if record.planned_at is not None:
-                by_time[_require_aware(record.planned_at, "planned_at")] = record
+                by_time[require_aware(record.planned_at, "planned_at")] = record
             elif 0 <= index < len(self.runs):
                 out[index] = record
         for run in self.runs:
@@ -484,7 +340,7 @@ class Schedule:
         clock is behind a run that already ran (it stepped back). With a scaled clock,
         ``grace`` is in virtual time (``grace * clock.speed`` turns a real grace into it).
         """
-        now = _require_aware(now, "now")
+        now = require_aware(now, "now")
         latest = self._latest_past(now)
         done = self._records(completed)
         if latest is None or latest.index in done:
@@ -504,14 +360,14 @@ class Schedule:
         extras: Iterable[datetime] = (),
     ) -> list[RunStatus]:
         """Every planned run's state at ``now``, plus the extra runs, in time order."""
-        now = _require_aware(now, "now")
+        now = require_aware(now, "now")
         due = self.due_run(now, completed)
         records = self._records(completed)
         out: list[RunStatus] = []
         for run in self.runs:
             record = records.get(run.index)
             if record is not None:
-                ran_at = _require_aware(record.ran_at, "ran_at")
+                ran_at = require_aware(record.ran_at, "ran_at")
                 state = RunState.LATE if record.state == RunState.LATE else RunState.DONE
                 out.append(_status(run, state, ran_at, ran_at - run.at))
             elif run.at > now:
@@ -521,7 +377,7 @@ class Schedule:
             else:
                 out.append(_status(run, RunState.MISSED))
         for at in extras:
-            at = _require_aware(at, "extra run time")
+            at = require_aware(at, "extra run time")
             phase = self.phase_at(at)
             name = phase.name if phase else ("before" if at < self.deployed_at else "after")
             out.append(RunStatus(None, at, _day_of(self.deployed_at, at), name, RunState.EXTRA, at))
@@ -564,198 +420,3 @@ def _status(
     delay: timedelta | None = None,
 ) -> RunStatus:
     return RunStatus(run.index, run.at, run.day, run.phase, state, ran_at, delay)
-
-
-# --------------------------------------------------------------------------- clocks
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@runtime_checkable
-class Clock(Protocol):
-    """Virtual time for the cadence, and its mapping to real (wall-clock) time."""
-
-    @property
-    def speed(self) -> float:
-        """Virtual seconds per real second (1.0 unless scaled)."""
-        ...
-
-    def now(self) -> datetime:
-        """The current virtual time, aware UTC."""
-        ...
-
-    def to_real(self, virtual: datetime) -> datetime:
-        """The real time at which the virtual time ``virtual`` happens."""
-        ...
-
-    def to_virtual(self, real: datetime) -> datetime:
-        """The virtual time at real time ``real``."""
-        ...
-
-
-class SystemClock:
-    """The wall clock; virtual time is real time."""
-
-    speed = 1.0
-
-    def __repr__(self) -> str:
-        return "SystemClock()"
-
-    def now(self) -> datetime:
-        return _utcnow()
-
-    def to_real(self, virtual: datetime) -> datetime:
-        return _require_aware(virtual, "virtual")
-
-    def to_virtual(self, real: datetime) -> datetime:
-        return _require_aware(real, "real")
-
-
-class ScaledClock:
-    """Virtual time running ``speed`` times faster than real time from a common origin.
-
-    virtual = start_virtual + (real - start_real) * speed, and the inverse. ``real_now`` is the
-    real clock (injectable for tests).
-    """
-
-    def __init__(
-        self,
-        start_real: datetime,
-        start_virtual: datetime,
-        speed: float,
-        *,
-        real_now: Callable[[], datetime] = _utcnow,
-    ) -> None:
-        if not math.isfinite(speed) or speed <= 0:
-            raise ValueError(f"speed must be a positive number, got {speed}")
-        self.start_real = _require_aware(start_real, "start_real")
-        self.start_virtual = _require_aware(start_virtual, "start_virtual")
-        self._speed = float(speed)
-        self._real_now = real_now
-
-    @classmethod
-    def starting_now(
-        cls,
-        start_virtual: datetime,
-        speed: float,
-        *,
-        real_now: Callable[[], datetime] = _utcnow,
-    ) -> ScaledClock:
-        """A clock whose virtual time is ``start_virtual`` right now."""
-        return cls(real_now(), start_virtual, speed, real_now=real_now)
-
-    @property
-    def speed(self) -> float:
-        return self._speed
-
-    def now(self) -> datetime:
-        return self.to_virtual(self._real_now())
-
-    def to_real(self, virtual: datetime) -> datetime:
-        return self.start_real + (_require_aware(virtual, "virtual") - self.start_virtual) / (
-            self._speed
-        )
-
-    def to_virtual(self, real: datetime) -> datetime:
-        return self.start_virtual + (_require_aware(real, "real") - self.start_real) * self._speed
-
-    def __repr__(self) -> str:
-        return (
-            f"ScaledClock(start_real={self.start_real.isoformat()}, "
-            f"start_virtual={self.start_virtual.isoformat()}, speed={self._speed})"
-        )
-
-
-def speed_to_fit(virtual: timedelta, real: timedelta) -> float:
-    """The speed that plays ``virtual`` in ``real``: ``speed_to_fit(7 days, 5 min)`` == 2016."""
-    if virtual <= timedelta(0) or real <= timedelta(0):
-        raise ValueError("both spans must be positive")
-    return virtual / real
-
-
-class ManualClock:
-    """A clock for tests: it moves only when told. Virtual time is real time."""
-
-    speed = 1.0
-
-    def __init__(self, start: datetime) -> None:
-        self._now = _require_aware(start, "start")
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"ManualClock({self.now().isoformat()})"
-
-    def now(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def set(self, when: datetime) -> None:
-        with self._lock:
-            self._now = _require_aware(when, "when")
-
-    def advance(self, delta: timedelta) -> datetime:
-        with self._lock:
-            self._now += delta
-            return self._now
-
-    def to_real(self, virtual: datetime) -> datetime:
-        return _require_aware(virtual, "virtual")
-
-    def to_virtual(self, real: datetime) -> datetime:
-        return _require_aware(real, "real")
-
-
-# --------------------------------------------------------------------------- APScheduler
-
-
-class CadenceTrigger(BaseTrigger):  # type: ignore[misc]
-    """APScheduler 3 trigger firing at the real times of the planned runs (and the verdict).
-
-    ``get_next_fire_time(None, now)`` is the first fire time at or after ``now``; with a
-    previous fire time, the first one strictly after it (APScheduler then applies its own
-    misfire/coalesce rules). It is a waker: the job calls :meth:`Schedule.due_run` and runs
-    what that returns, so a fire never executes a run twice. Start-up catch-up is the job's
-    (or the service's) first ``due_run`` call, not the trigger's.
-    """
-
-    __slots__ = ("_fire_times", "clock", "include_verdict", "schedule")
-
-    def __init__(
-        self,
-        schedule: Schedule,
-        clock: Clock | None = None,
-        *,
-        include_verdict: bool = True,
-    ) -> None:
-        self.schedule = schedule
-        self.clock: Clock = clock if clock is not None else SystemClock()
-        self.include_verdict = include_verdict
-        virtual = [r.at for r in schedule.runs]
-        if include_verdict:
-            virtual.append(schedule.verdict_at)
-        self._fire_times = tuple(self.clock.to_real(v) for v in virtual)
-
-    @property
-    def fire_times(self) -> tuple[datetime, ...]:
-        """Every real fire time, in order."""
-        return self._fire_times
-
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
-        if previous_fire_time is None:
-            now = _require_aware(now, "now")
-            return next((t for t in self._fire_times if t >= now), None)
-        previous = _require_aware(previous_fire_time, "previous_fire_time")
-        return next((t for t in self._fire_times if t > previous), None)
-
-    def __str__(self) -> str:
-        return f"cadence[{self.schedule.deployed_at.isoformat()}, {len(self._fire_times)} fires]"
-
-    def __repr__(self) -> str:
-        return (
-            f"<CadenceTrigger (deployed_at='{self.schedule.deployed_at.isoformat()}', "
-            f"fires={len(self._fire_times)}, clock={self.clock!r})>"
-        )

@@ -15,11 +15,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import (
+    BaseModel,
+    ConfigDict,
     Field,
+    RootModel,
     SecretStr,
     ValidationError,
     field_validator,
@@ -27,25 +30,27 @@ from pydantic import (
 )
 
 from .alerting.config import AlertingConfig
-from .cadence import CadenceConfig, Duration, coerce_duration
+from .cadence import DEFAULT_PHASES, Phase, validate_phases
 from .configbase import _Model, _read_secret_file
+from .durations import Duration, format_duration
 from .errors import ConfigError, ConfigProblem
 from .logs.config import LogsConfig
 from .probes import IndexPlanCheckConfig, LatencyCheckConfig, Probes
 
 __all__ = [
     "DEFAULT_CONFIG_PATHS",
+    "CadenceConfig",
     "ChecksConfig",
     "Config",
     "DatabaseConfig",
     "Duration",
     "HttpConfig",
     "MigrationConfig",
+    "PhaseConfig",
     "TableConfig",
     "default_config_text",
     "load_config",
     "parse_config",
-    "parse_duration",
 ]
 
 #: Where ``--config`` is looked for when not given (first existing wins).
@@ -54,11 +59,6 @@ DEFAULT_CONFIG_PATHS = (
     Path("config/migration-watch.yaml"),
     Path("/etc/migration-watch/migration-watch.yaml"),
 )
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``"30s"``, ``"250ms"``, ``"5m"``, ``"1h30m"``, ``"7d"`` or a number of seconds."""
-    return coerce_duration(value)
 
 
 def _check_identifier(value: str) -> str:
@@ -71,6 +71,46 @@ def _check_identifier(value: str) -> str:
     if len(value.encode()) > 63:
         raise ValueError("longer than PostgreSQL's 63-byte identifier limit")
     return value
+
+
+_DEFAULT_NAMES = {
+    timedelta(hours=1): "hourly",
+    timedelta(hours=12): "twice-daily",
+    timedelta(hours=24): "daily",
+}
+
+
+class PhaseConfig(BaseModel):
+    """One entry of the config's ``cadence:`` list; ``name`` defaults from ``every``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    until: Duration
+    every: Duration
+
+    def to_phase(self) -> Phase:
+        name = self.name or _DEFAULT_NAMES.get(self.every) or f"every-{format_duration(self.every)}"
+        return Phase(name=name, until=self.until, every=self.every)
+
+
+class CadenceConfig(RootModel[list[PhaseConfig]]):
+    """The config's ``cadence:`` list, validated as a whole with :func:`validate_phases`.
+
+    Use as a field: ``cadence: CadenceConfig = Field(default_factory=CadenceConfig.default)``.
+    """
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        validate_phases(self.phases())
+        return self
+
+    def phases(self) -> tuple[Phase, ...]:
+        return tuple(p.to_phase() for p in self.root)
+
+    @classmethod
+    def default(cls) -> CadenceConfig:
+        return cls([PhaseConfig(name=p.name, until=p.until, every=p.every) for p in DEFAULT_PHASES])
 
 
 class DatabaseConfig(_Model):

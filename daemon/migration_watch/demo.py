@@ -34,7 +34,7 @@ import psycopg
 import structlog
 
 from . import sample
-from .cadence import ScaledClock, speed_to_fit
+from .clock import ScaledClock, speed_to_fit
 from .config import Config, parse_config
 from .logsetup import configure_logging
 from .pgcluster import EphemeralCluster

@@ -120,7 +120,7 @@ class LogWatch:
                 m.legacy_column,
                 m.new_column,
                 store,
-                clock=monotonic,
+                monotonic=monotonic,
                 deployed_at=deployed_at,
             )
 

@@ -33,8 +33,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 from pydantic import model_validator as _model_validator
 
-from .cadence import coerce_duration
 from .configbase import _Model
+from .durations import coerce_duration
 
 __all__ = [
     "IndexPlanCheckConfig",

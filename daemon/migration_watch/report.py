@@ -26,7 +26,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .cadence import DEFAULT_PHASES, Phase, RunState, Schedule, format_duration
+from .cadence import DEFAULT_PHASES, Phase, RunState, Schedule
+from .durations import format_duration
 from .results import Status
 from .state import RunRecord, StateStore, StoredResult
 from .verdict import (

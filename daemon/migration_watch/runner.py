@@ -11,12 +11,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import structlog
 
 from .checks import CheckContext, QueryRatioTracker, run_suite
 from .checks.latency import run_latency
+from .clock import utcnow
 from .config import Config
 from .db import Database
 from .errors import DatabaseError
@@ -26,10 +27,6 @@ from .state import Baseline
 __all__ = ["RunOutcome", "Runner", "RunnerView"]
 
 log = structlog.get_logger(__name__)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -70,13 +67,13 @@ class Runner:
         config: Config,
         db: Database,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        wall: Callable[[], datetime] = utcnow,
         ratio: QueryRatioTracker | None = None,
         deployed_at: Callable[[], datetime | None] | None = None,
     ) -> None:
         self.config = config
         self.db = db
-        self.clock = clock
+        self.wall = wall
         self.ratio = ratio or QueryRatioTracker()
         #: T0 as currently known (it may change: deploy marker).
         self.deployed_at: Callable[[], datetime | None] = deployed_at or (
@@ -109,7 +106,7 @@ class Runner:
         if not self._run_lock.acquire(blocking=block):
             return None
         try:
-            return self._run(now or self.clock())
+            return self._run(now or self.wall())
         finally:
             self._run_lock.release()
 
@@ -200,7 +197,7 @@ class Runner:
 
     def pulse(self, now: datetime | None = None) -> None:
         """Refresh the cheap signals: database up, pg_stat_statements deltas."""
-        now = now or self.clock()
+        now = now or self.wall()
         if self._refresh_database(now) is not None:
             return
         if not self.config.checks.query_ratio.enabled:

@@ -31,8 +31,9 @@ from .alerting.rules import (
     run_missed_result,
     verdict_results,
 )
-from .cadence import CadenceTrigger, Clock, Schedule, SystemClock
+from .cadence import Schedule
 from .checks.query_ratio import QueryRatioTracker, Snapshot
+from .clock import Clock, SystemClock, utcnow
 from .config import Config
 from .db import Database
 from .errors import ConfigError
@@ -42,6 +43,7 @@ from .logwatch import LogWatch
 from .metrics import build_registry
 from .runner import Runner
 from .state import DaemonLock, SqliteStateStore, StateStore
+from .trigger import CadenceTrigger
 from .verdict import Verdict
 from .week import RunInfo, Week
 
@@ -76,13 +78,13 @@ class Service:
             self.daemon_lock = DaemonLock(config.state.path)
             self.daemon_lock.acquire()
             try:
-                store = SqliteStateStore(config.state.path, now=self.clock.now)
+                store = SqliteStateStore(config.state.path, wall=self.clock.now)
             except BaseException:
                 self.daemon_lock.release()
                 raise
         self.store: StateStore = store
         self.db = Database(config.database)
-        self.runner = Runner(config, self.db, clock=self.clock.now, ratio=self._restore_ratio())
+        self.runner = Runner(config, self.db, wall=self.clock.now, ratio=self._restore_ratio())
         self.week = Week(config, self.runner, self.store, self.clock, cli_deployed_at=deployed_at)
         self.runner.deployed_at = self.week.deployed_at  # T0 may change (deploy marker)
         self.runner.baseline = self.store.load_baseline
@@ -107,7 +109,7 @@ class Service:
         self.alerting = Alerting(
             config.alerting,
             self.store,
-            clock=lambda: datetime.now(UTC),  # delivery, retries, repeats: wall time
+            wall=utcnow,  # delivery, retries, repeats: wall time
             migration_name=config.migration.name,
             base_url=self.http.url,
         )

@@ -65,6 +65,7 @@ from uuid import UUID
 import structlog
 
 from migration_watch.cadence import CompletedRun, RunState
+from migration_watch.clock import utcnow
 from migration_watch.errors import StateError
 from migration_watch.results import Result, Status, overall_status
 
@@ -378,10 +379,6 @@ class StateStore(Protocol):
 # --------------------------------------------------------------------------- encoding
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def _ts(value: datetime) -> str:
     if value.tzinfo is None or value.utcoffset() is None:
         raise StateError(f"naive datetime {value.isoformat()} given to the state store")
@@ -638,11 +635,11 @@ class SqliteStateStore:
         self,
         path: str | Path,
         *,
-        now: Callable[[], datetime] = _utcnow,
+        wall: Callable[[], datetime] = utcnow,
         busy_timeout: float = 10.0,
     ) -> None:
         self.path = Path(path)
-        self._now = now
+        self._wall = wall
         self._busy_timeout = busy_timeout
         self._lock = threading.Lock()
         self._readers: list[sqlite3.Connection] = []
@@ -854,7 +851,7 @@ class SqliteStateStore:
 
     def set_meta_many(self, items: Mapping[str, Any]) -> None:
         """Set several keys in one transaction (e.g. a snapshot and the counters from it)."""
-        now = _ts(self._now())
+        now = _ts(self._wall())
         with self._write(durable=True) as conn:
             conn.executemany(
                 "INSERT INTO meta (key, value, updated_at) VALUES (?, ?, ?) "
@@ -881,7 +878,7 @@ class SqliteStateStore:
     def set_deployment(
         self, deployed_at: datetime, source: str, *, recorded_at: datetime | None = None
     ) -> Deployment:
-        recorded = recorded_at if recorded_at is not None else self._now()
+        recorded = recorded_at if recorded_at is not None else self._wall()
         value = {"deployed_at": _ts(deployed_at), "source": source, "recorded_at": _ts(recorded)}
         self.set_meta("deployment", value)
         return Deployment(_dt(value["deployed_at"]), source, _dt(value["recorded_at"]))
@@ -1220,7 +1217,7 @@ class SqliteStateStore:
 
         Returns the outbox items (an idempotency key already present is not enqueued again).
         """
-        created = now if now is not None else self._now()
+        created = now if now is not None else self._wall()
         with self._write(durable=bool(enqueue)) as conn:
             conn.execute(
                 f"INSERT OR REPLACE INTO alerts ({_ALERT_COLUMNS}) "  # noqa: S608
@@ -1385,7 +1382,7 @@ class SqliteStateStore:
 
         ``counters`` are absolute totals; counters not named keep their stored value.
         """
-        stamp = _ts(now if now is not None else self._now())
+        stamp = _ts(now if now is not None else self._wall())
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO log_sources (source, updated_at) VALUES (?, ?) "

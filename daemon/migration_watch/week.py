@@ -21,7 +21,8 @@ from typing import Any
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from .cadence import DEFAULT_GRACE, Clock, CompletedRun, RunState, Schedule
+from .cadence import DEFAULT_GRACE, CompletedRun, RunState, Schedule
+from .clock import Clock
 from .config import Config
 from .errors import StateError
 from .runner import Runner, RunOutcome

@@ -85,7 +85,7 @@ def test_daemon_alerts_reach_alertmanager_and_resolve(alertmanager: str, tmp_pat
     a = Alerting(
         cfg,
         store,
-        clock=lambda: datetime.now(UTC),
+        wall=lambda: datetime.now(UTC),
         migration_name="customer-id-to-organization-id",
         base_url="http://127.0.0.1:9719",
     )

@@ -16,7 +16,7 @@ import pytest
 
 from migration_watch import sample
 from migration_watch.alerting import Alerting, AlertingConfig
-from migration_watch.cadence import ManualClock
+from migration_watch.clock import ManualClock
 from migration_watch.config import Config
 from migration_watch.db import Database
 from migration_watch.runner import Runner
@@ -65,7 +65,7 @@ def test_index_dropped_mid_week_then_recreated(
             {"receivers": [{"name": "oncall", "type": "webhook", "url": url}]}
         ),
         store,
-        clock=clock.now,
+        wall=clock.now,
         migration_name=cfg.migration.name,
     )
     definition = pg_conn.execute(
@@ -74,7 +74,7 @@ def test_index_dropped_mid_week_then_recreated(
     assert definition is not None
 
     with Database(cfg.database) as db:
-        runner = Runner(cfg, db, clock=clock.now)
+        runner = Runner(cfg, db, wall=clock.now)
 
         def run_and_alert() -> None:
             outcome = runner.run_once(clock.now())

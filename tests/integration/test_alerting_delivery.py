@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from standardwebhooks.webhooks import Webhook
 
 from migration_watch.alerting import Alerting, AlertingConfig
-from migration_watch.cadence import ManualClock
+from migration_watch.clock import ManualClock
 from migration_watch.errors import ConfigError
 from migration_watch.results import Result, Status
 from migration_watch.state import OutboxMessage, SqliteStateStore
@@ -66,7 +66,7 @@ def alerting(
     cfg: AlertingConfig, store: SqliteStateStore, clock: ManualClock, **kw: Any
 ) -> Alerting:
     kw.setdefault("rng", lambda: 0.0)
-    return Alerting(cfg, store, clock=clock.now, migration_name="mig", **kw)
+    return Alerting(cfg, store, wall=clock.now, migration_name="mig", **kw)
 
 
 def _now() -> datetime:
@@ -294,7 +294,7 @@ _CHILD = textwrap.dedent(
 
     path, cfg, now = sys.argv[1], json.loads(sys.argv[2]), datetime.fromisoformat(sys.argv[3])
     store = SqliteStateStore(path)
-    a = Alerting(AlertingConfig.model_validate(cfg), store, clock=lambda: now,
+    a = Alerting(AlertingConfig.model_validate(cfg), store, wall=lambda: now,
                  migration_name="mig")
     ts = a.evaluate([Result("schema", "public.conversations", Status.FAIL, message="bad")],
                     now=now)

@@ -135,7 +135,7 @@ def make_follower(
     source: FileSourceConfig, store: SqliteStateStore, clock: Clock, **kw: Any
 ) -> SourceFollower:
     classifier = Classifier.for_source(source, LEGACY, NEW)
-    f = SourceFollower(source, classifier, store, clock=clock, wall=lambda: T0, **kw)
+    f = SourceFollower(source, classifier, store, monotonic=clock, wall=lambda: T0, **kw)
     _open_now.append(f)
     return f
 
@@ -806,7 +806,7 @@ def test_log_follower_polls_due_sources_and_publishes_a_snapshot(
             ]
         }
     )
-    follower = LogFollower(logs, LEGACY, NEW, store, clock=clock, wall=lambda: T0)
+    follower = LogFollower(logs, LEGACY, NEW, store, monotonic=clock, wall=lambda: T0)
     assert sorted(follower.sources) == ["a", "b", "c"]
     assert follower.poll() == pytest.approx(0.225)
     snap = follower.snapshot()

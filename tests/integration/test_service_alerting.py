@@ -14,8 +14,8 @@ import psycopg
 import yaml
 
 from migration_watch import sample
-from migration_watch.cadence import ManualClock
 from migration_watch.cli import main
+from migration_watch.clock import ManualClock
 from migration_watch.config import Config
 from migration_watch.service import Service
 from tests.support import Receiver

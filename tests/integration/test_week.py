@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from migration_watch import sample
-from migration_watch.cadence import ManualClock
 from migration_watch.cli import main
+from migration_watch.clock import ManualClock
 from migration_watch.config import Config
 from migration_watch.db import Database
 from migration_watch.runner import Runner
@@ -37,8 +37,8 @@ class Daemon:
         self.config = config
         self.clock = clock
         self.db = Database(config.database)
-        self.store = SqliteStateStore(config.state.path, now=clock.now)
-        self.runner = Runner(config, self.db, clock=clock.now)
+        self.store = SqliteStateStore(config.state.path, wall=clock.now)
+        self.runner = Runner(config, self.db, wall=clock.now)
         self.week = Week(config, self.runner, self.store, clock)
         self.runner.deployed_at = self.week.deployed_at
 

@@ -22,7 +22,7 @@ from migration_watch.alerting.rules import (
     run_missed_result,
     verdict_results,
 )
-from migration_watch.cadence import ManualClock
+from migration_watch.clock import ManualClock
 from migration_watch.results import Result, Status
 from migration_watch.state import SqliteStateStore
 
@@ -115,7 +115,7 @@ def make(store: SqliteStateStore, clock: ManualClock, **overrides: Any) -> Alert
     return Alerting(
         AlertingConfig.model_validate(data),
         store,
-        clock=clock.now,
+        wall=clock.now,
         migration_name="customer-id-to-organization-id",
         base_url="http://127.0.0.1:9719",
     )

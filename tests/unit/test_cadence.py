@@ -12,24 +12,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from migration_watch.cadence import (
     DEFAULT_PHASES,
-    CadenceConfig,
-    CadenceTrigger,
-    Clock,
     CompletedRun,
-    ManualClock,
     Phase,
     RunState,
-    ScaledClock,
     Schedule,
-    SystemClock,
     current_day,
-    format_duration,
-    parse_duration,
     plan,
-    speed_to_fit,
     validate_phases,
     verdict_at,
 )
+from migration_watch.clock import Clock, ManualClock, ScaledClock, SystemClock, speed_to_fit
+from migration_watch.config import CadenceConfig
+from migration_watch.durations import format_duration, parse_duration
+from migration_watch.trigger import CadenceTrigger
 
 H = timedelta(hours=1)
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from migration_watch.cli import main
-from migration_watch.config import default_config_text, load_config, parse_config, parse_duration
+from migration_watch.config import default_config_text, load_config, parse_config
+from migration_watch.durations import coerce_duration as parse_duration
 from migration_watch.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,12 +9,12 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from migration_watch.durations import coerce_duration as parse_duration
 from migration_watch.logs.config import (
     ClassesConfig,
     FileSourceConfig,
     HttpSourceConfig,
     LogsConfig,
-    parse_duration,
 )
 
 ISSUE_EXAMPLE = """

@@ -54,7 +54,7 @@ VALIDATOR = jsonschema.Draft202012Validator(
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqliteStateStore]:
-    s = SqliteStateStore(tmp_path / "state.db", now=lambda: T0)
+    s = SqliteStateStore(tmp_path / "state.db", wall=lambda: T0)
     yield s
     s.close()
 

@@ -43,7 +43,7 @@ DAEMON_ROOT = str(Path(__file__).resolve().parents[2] / "daemon")
 @pytest.fixture(params=["sqlite"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
     """Every backend, for the contract tests (a PostgreSQL store would be added here)."""
-    backend: StateStore = SqliteStateStore(tmp_path / "state.db", now=lambda: T0)
+    backend: StateStore = SqliteStateStore(tmp_path / "state.db", wall=lambda: T0)
     yield backend
     backend.close()
 

@@ -193,7 +193,7 @@ def record_week(
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqliteStateStore]:
-    s = SqliteStateStore(tmp_path / "state.db", now=lambda: T0)
+    s = SqliteStateStore(tmp_path / "state.db", wall=lambda: T0)
     yield s
     s.close()
 

@@ -2,7 +2,7 @@
 
 :class:`Alerting` is the one object the service, the HTTP server and the CLI use::
 
-    alerting = Alerting(config.alerting, store, clock=clock, migration_name=config.migration.name,
+    alerting = Alerting(config.alerting, store, wall=utcnow, migration_name=config.migration.name,
                         base_url="http://host:9719")
     alerting.evaluate(outcome.results, now=outcome.started_at, run_id=run_id, day=day,
                       phase=phase)             # after every run (and every pulse's signals)
@@ -11,7 +11,7 @@
     server.health_extras.append(alerting.health)
 
 Times: ``evaluate``'s ``now`` is the evaluation's time (the cadence's, possibly virtual); the
-``clock`` is the wall clock used for delivery (outbox times, retries, repeats, signatures).
+``wall`` is the wall clock used for delivery (outbox times, retries, repeats, signatures).
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from ..clock import utcnow
 from ..errors import ConfigError
 from ..results import Result
 from ..state import AlertStateRow, OutboxItem, OutboxMessage, StateStore
@@ -66,10 +67,6 @@ if logging.getLogger("httpx").level == logging.NOTSET:
 _SEVERITIES = ("critical", "warning", "info")
 _ACTIVE = (AlertState.PENDING.value, AlertState.FIRING.value)
 _UNDELIVERED_SHOWN = 50
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _iso_opt(dt: datetime | None) -> str | None:
@@ -198,7 +195,7 @@ class Alerting:
         config: AlertingConfig,
         store: StateStore,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        wall: Callable[[], datetime] = utcnow,
         migration_name: str,
         base_url: str | None = None,
         transport: httpx.BaseTransport | None = None,
@@ -206,7 +203,7 @@ class Alerting:
     ) -> None:
         self.config = config
         self.store = store
-        self.clock = clock
+        self.wall = wall
         self.migration_name = migration_name
         self.base_url = base_url.rstrip("/") if base_url else None
         self.rules: dict[str, Rule] = build_rules(config)
@@ -309,7 +306,7 @@ class Alerting:
         # Only the daemon evaluates and delivers: a CLI's ``alerts list`` or ``alerts test``
         # never writes to the store.
         if not self._started:
-            now = self.clock()
+            now = self.wall()
             self._machine.retire_stale(now)
             self._outbox.drop_orphans(now)
             self._started = True
@@ -331,7 +328,7 @@ class Alerting:
         with self._state_lock:
             self._start()
             transitions = self._machine.evaluate(
-                results, now=now, wall_now=self.clock(), run_id=run_id, day=day, phase=phase
+                results, now=now, wall_now=self.wall(), run_id=run_id, day=day, phase=phase
             )
         self._refresh()
         return transitions
@@ -339,7 +336,7 @@ class Alerting:
     def deliver(self, now: datetime | None = None) -> DeliverySummary:
         """One delivery round (every pulse): enqueue due repeats, drain the outbox in order,
         re-post firing (and recently resolved) alerts to Alertmanager receivers."""
-        now = now or self.clock()
+        now = now or self.wall()
         if not self.config.enabled:
             return DeliverySummary(pending=self.store.outbox_size())
         with self._delivery_lock:
@@ -418,7 +415,7 @@ class Alerting:
             known = ", ".join(self._notifiers) or "none configured"
             raise ConfigError(f"no receiver named {receiver!r} (receivers: {known})")
         names = [receiver] if receiver is not None else list(self._notifiers)
-        now = now or self.clock()
+        now = now or self.wall()
         nid = "msg_test_" + hashlib.sha256(iso(now).encode()).hexdigest()[:24]
         labels = {
             "alertname": "MigrationWatchTest",
@@ -490,7 +487,7 @@ class Alerting:
         snapshot = _Snapshot(
             alerts=tuple(self.store.list_alerts()),
             outbox=tuple(self.store.outbox_list(include_failed=True)),
-            taken_at=self.clock(),
+            taken_at=self.wall(),
         )
         self._snapshot = snapshot
 
@@ -498,7 +495,7 @@ class Alerting:
         """``{"alerting": {...}}`` for ``/health``: firing alerts, undelivered notifications,
         receivers' state. No URLs, secrets or header values."""
         snap = self._snapshot
-        now = self.clock()
+        now = self.wall()
         firing = [
             {
                 "alertname": r.alertname,
@@ -552,7 +549,7 @@ class Alerting:
     def collect(self) -> Iterable[Metric]:
         """The alerting families (append to ``MigrationWatchCollector.extra``)."""
         snap = self._snapshot
-        now = self.clock()
+        now = self.wall()
         sent = CounterMetricFamily(
             "migration_watch_notifications",
             "Notification delivery attempts by receiver and result (sent: 2xx; failed: will be"

@@ -31,8 +31,8 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from ..cadence import Duration
 from ..configbase import _Model, _read_secret_file
+from ..durations import Duration
 
 __all__ = [
     "RESERVED_LABELS",

@@ -41,8 +41,8 @@ from pydantic import (
     model_validator,
 )
 
-from ..cadence import Duration, coerce_duration
 from ..configbase import _Model
+from ..durations import Duration
 
 __all__ = [
     "DEFAULT_ERROR_LEVELS",
@@ -56,7 +56,6 @@ __all__ = [
     "HttpSourceConfig",
     "LogsConfig",
     "SourceConfig",
-    "parse_duration",
 ]
 
 Format = Literal["json", "logfmt", "text"]
@@ -87,11 +86,6 @@ DEFAULT_FALLBACK: tuple[str, ...] = (
 )
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``"250ms"``, ``"30s"``, ``"5m"``, ``"1h30m"``, ``"7d"`` or a number of seconds."""
-    return coerce_duration(value)
 
 
 class FieldsConfig(_Model):

@@ -69,13 +69,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 import structlog
 
 from migration_watch.errors import StateError
 from migration_watch.state import LogFileCheckpoint, StateStore
 
+from ..clock import utcnow
 from .classify import Classifier, Counts, Samples
 from .config import FileSourceConfig, LogsConfig
 from .deploy import DeployGate, TimestampReader, pre_deploy_counters, pre_deploy_from_counters
@@ -98,10 +99,6 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 #: A source is due once this share of its ``poll_interval`` has passed (timer jitter).
 _DUE_SHARE = 0.9
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 # --------------------------------------------------------------------------- public state
@@ -278,8 +275,8 @@ class SourceFollower:
         classifier: Classifier,
         store: StateStore,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], datetime] = _utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = utcnow,
         samples: Samples | None = None,
         max_bytes_per_poll: int = DEFAULT_MAX_BYTES_PER_POLL,
         deployed_at: Callable[[], datetime | None] | None = None,
@@ -294,7 +291,7 @@ class SourceFollower:
             else Samples(classifier.classes.samples, classifier.classes.sample_chars)
         )
         self.max_bytes_per_poll = max(1, max_bytes_per_poll)
-        self._clock = clock
+        self._monotonic = monotonic
         self._wall = wall
         self._chunk = source.read_chunk_bytes
         self._poll_interval = source.poll_interval.total_seconds()
@@ -385,7 +382,7 @@ class SourceFollower:
         with self._lock:
             if self._closed:
                 return PollStats()
-            now = self._clock()
+            now = self._monotonic()
             self._next_poll = now + self._poll_interval * _DUE_SHARE
             self._problems = []
             self._more = False
@@ -928,12 +925,12 @@ class LogFollower:
         new_column: str,
         store: StateStore,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], datetime] = _utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = utcnow,
         max_bytes_per_poll: int = DEFAULT_MAX_BYTES_PER_POLL,
         deployed_at: Callable[[], datetime | None] | None = None,
     ) -> None:
-        self._clock = clock
+        self._monotonic = monotonic
         self.sources: dict[str, SourceFollower] = {}
         for source in logs.sources:
             if not isinstance(source, FileSourceConfig):
@@ -943,7 +940,7 @@ class LogFollower:
                 source,
                 classifier,
                 store,
-                clock=clock,
+                monotonic=monotonic,
                 wall=wall,
                 samples=Samples(logs.classes.samples, logs.classes.sample_chars),
                 max_bytes_per_poll=max_bytes_per_poll,
@@ -953,7 +950,7 @@ class LogFollower:
     def poll(self) -> float:
         """Poll every source that is due; return the seconds until a poll is next due
         (0.0 when a source has more to read)."""
-        now = self._clock()
+        now = self._monotonic()
         for follower in self.sources.values():
             if follower.due(now):
                 follower.poll()
@@ -962,7 +959,7 @@ class LogFollower:
     def next_delay(self) -> float:
         if not self.sources:
             return math.inf
-        now = self._clock()
+        now = self._monotonic()
         return max(0.0, min(f.next_due() for f in self.sources.values()) - now)
 
     def snapshot(self) -> dict[str, SourceState]:

@@ -39,7 +39,7 @@ from .db import Database
 from .errors import ConfigError
 from .http import HttpServer, Request, Response, is_admin
 from .logs.config import FileSourceConfig
-from .logwatch import LogWatch
+from .logs.watch import LogWatch
 from .metrics import build_registry
 from .runner import Runner
 from .state import DaemonLock, SqliteStateStore, StateStore

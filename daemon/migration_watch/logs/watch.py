@@ -31,21 +31,21 @@ from typing import Any
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from .config import Config
-from .configbase import _read_secret_file
-from .http import HttpServer, Request, Response
-from .logs.classify import Classifier, Counts, Samples
-from .logs.config import FileSourceConfig, HttpSourceConfig
-from .logs.deploy import (
+from ..config import Config
+from ..configbase import _read_secret_file
+from ..http import HttpServer, Request, Response
+from ..results import Result, Status
+from ..state import StateStore
+from .classify import Classifier, Counts, Samples
+from .config import FileSourceConfig, HttpSourceConfig
+from .deploy import (
     DeployGate,
     TimestampReader,
     pre_deploy_counters,
     pre_deploy_from_counters,
 )
-from .logs.drain import DrainIngest
-from .logs.follower import LogFollower
-from .results import Result, Status
-from .state import StateStore
+from .drain import DrainIngest
+from .follower import LogFollower
 
 __all__ = ["LOG_CLASSES", "LogWatch"]
 

@@ -213,13 +213,13 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 
     config = _config(args)
     with Database(config.database) as db:
-        runner = Runner(config, db)
+        baseline = None
         if config.probes and config.state.path.exists():
             from .state import SqliteStateStore
 
             with SqliteStateStore(config.state.path) as store:
                 baseline = store.load_baseline()
-            runner.baseline = lambda: baseline
+        runner = Runner(config, db, baseline=lambda: baseline)
         outcome = runner.run_once()
         assert outcome is not None
     if args.format == "json":

@@ -12,7 +12,7 @@ import ipaddress
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,10 +24,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from . import __version__
+from .component import Component, Route
 from .results import Status, overall_status
 from .runner import Runner
 
-__all__ = ["HttpServer", "Request", "Response", "build_health", "is_admin"]
+__all__ = ["HttpServer", "Listener", "Request", "Response", "build_health", "is_admin"]
 
 log = structlog.get_logger(__name__)
 
@@ -80,7 +81,7 @@ def _iso(dt: datetime | None) -> str | None:
 
 
 def build_health(
-    runner: Runner, started: float, extras: list[Callable[[], dict[str, Any]]]
+    runner: Runner, started: float, components: Sequence[Component] = ()
 ) -> dict[str, Any]:
     v = runner.view()
     cfg = runner.config
@@ -114,8 +115,8 @@ def build_health(
             for r in v.results
         ],
     }
-    for extra in extras:
-        out.update(extra())
+    for component in components:
+        out.update(component.health())
     return out
 
 
@@ -184,31 +185,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
     do_HEAD = _dispatch
 
 
-class HttpServer:
-    """Routes and a threaded server bound to ``host:port`` (port 0 picks a free one)."""
+class Listener:
+    """The bound listening socket, made before the parts that need the server's URL.
 
-    def __init__(
-        self, runner: Runner, registry: CollectorRegistry, *, host: str, port: int
-    ) -> None:
-        self.runner = runner
-        self.registry = registry
-        self.started = time.monotonic()
-        self.health_extras: list[Callable[[], dict[str, Any]]] = []
-        #: Extra readiness conditions: each returns None when ready, else the reason.
-        self.ready_checks: list[Callable[[], str | None]] = []
-        self.routes: dict[tuple[str, str], Handler] = {}
-        self.body_limits: dict[str, int] = {}
-        self.add_route("GET", "/metrics", self._metrics)
-        self.add_route("GET", "/health", self._health)
-        self.add_route("GET", "/health/live", self._live)
-        self.add_route("GET", "/health/ready", self._ready)
-        self._server = _Server((host, port), _RequestHandler)
-        self._server.app = self
-        self._thread: threading.Thread | None = None
+    ``OSError`` (port in use, address not available) is raised here, before anything starts.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.server = _Server((host, port), _RequestHandler)
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
+        host, port = self.server.server_address[:2]
         return str(host), int(port)
 
     @property
@@ -216,14 +204,54 @@ class HttpServer:
         host, port = self.address
         return f"http://{host}:{port}"
 
-    def add_route(
-        self, method: str, path: str, handler: Handler, *, body_limit: int | None = None
+
+class HttpServer:
+    """Routes and a threaded server bound to ``host:port`` (port 0 picks a free one).
+
+    ``components`` contribute ``/health`` sections, readiness conditions and routes; they
+    are given here, once.
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        registry: CollectorRegistry,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        listener: Listener | None = None,
+        components: Sequence[Component] = (),
     ) -> None:
-        self.routes[(method, path)] = handler
-        if method == "GET":
-            self.routes[("HEAD", path)] = handler
-        if body_limit is not None:
-            self.body_limits[path] = body_limit
+        self.runner = runner
+        self.registry = registry
+        self.started = time.monotonic()
+        self.components = tuple(components)
+        self.routes: dict[tuple[str, str], Handler] = {}
+        self.body_limits: dict[str, int] = {}
+        builtin = (
+            Route("GET", "/metrics", self._metrics),
+            Route("GET", "/health", self._health),
+            Route("GET", "/health/live", self._live),
+            Route("GET", "/health/ready", self._ready),
+        )
+        for route in (*builtin, *(r for c in self.components for r in c.routes())):
+            self.routes[(route.method, route.path)] = route.handler
+            if route.method == "GET":
+                self.routes[("HEAD", route.path)] = route.handler
+            if route.body_limit is not None:
+                self.body_limits[route.path] = route.body_limit
+        self._listener = listener or Listener(host, port)
+        self._server = self._listener.server
+        self._server.app = self
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._listener.address
+
+    @property
+    def url(self) -> str:
+        return self._listener.url
 
     def start(self) -> None:
         self._thread = threading.Thread(
@@ -248,7 +276,7 @@ class HttpServer:
         return Response(body=encoder(self.registry), content_type=content_type)
 
     def _health(self, request: Request) -> Response:
-        return Response.json(build_health(self.runner, self.started, self.health_extras))
+        return Response.json(build_health(self.runner, self.started, self.components))
 
     def _live(self, request: Request) -> Response:
         return Response.json({"status": "alive", "version": __version__})
@@ -260,7 +288,7 @@ class HttpServer:
             reasons.append(
                 "database unreachable" if v.database_up is False else "database not probed yet"
             )
-        reasons += [r for r in (c() for c in self.ready_checks) if r]
+        reasons += [r for r in (c.ready_reason() for c in self.components) if r]
         if reasons:
             return Response.json({"status": "not ready", "reasons": reasons}, 503)
         status = overall_status(v.results) if v.results else Status.PASS

@@ -70,6 +70,8 @@ class Runner:
         wall: Callable[[], datetime] = utcnow,
         ratio: QueryRatioTracker | None = None,
         deployed_at: Callable[[], datetime | None] | None = None,
+        baseline: Callable[[], Baseline | None] | None = None,
+        extra_checks: Sequence[Callable[[datetime], list[Result]]] = (),
     ) -> None:
         self.config = config
         self.db = db
@@ -80,9 +82,9 @@ class Runner:
             lambda: config.migration.deployed_at
         )
         #: The recorded baseline for the latency checks (the service reads the state store).
-        self.baseline: Callable[[], Baseline | None] = lambda: None
+        self.baseline: Callable[[], Baseline | None] = baseline or (lambda: None)
         #: Further checks run with the suite (log windows...): ``now`` → results.
-        self.extra_checks: list[Callable[[datetime], list[Result]]] = []
+        self.extra_checks = tuple(extra_checks)
         self._run_lock = threading.Lock()
         self._lock = threading.Lock()
         self._view = RunnerView()

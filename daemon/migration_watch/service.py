@@ -14,7 +14,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
@@ -23,6 +23,7 @@ import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from pydantic import SecretStr
 
 from .alerting import Alerting
 from .alerting.rules import (
@@ -34,20 +35,22 @@ from .alerting.rules import (
 from .cadence import Schedule
 from .checks.query_ratio import QueryRatioTracker, Snapshot
 from .clock import Clock, SystemClock, utcnow
+from .component import Component, Route
 from .config import Config
 from .db import Database
+from .deployment import DeploymentTime
 from .errors import ConfigError
-from .http import HttpServer, Request, Response, is_admin
+from .exporter import build_registry
+from .http import HttpServer, Listener, Request, Response, is_admin
 from .logs.config import FileSourceConfig
 from .logs.watch import LogWatch
-from .metrics import build_registry
 from .runner import Runner
 from .state import DaemonLock, SqliteStateStore, StateStore
 from .trigger import CadenceTrigger
 from .verdict import Verdict
 from .week import RunInfo, Week
 
-__all__ = ["Service"]
+__all__ = ["AdminEndpoints", "Service"]
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +59,14 @@ _TOTALS_KEY = "pg_stat_statements.totals"
 
 
 class Service:
-    """migration-watch's ``run``: builds the parts from a :class:`Config` and runs them."""
+    """migration-watch's ``run``: builds the parts from a :class:`Config` and runs them.
+
+    Construction order is the data flow: the state store, T0 (:class:`DeploymentTime`, read by
+    the runner, the week and the log watch), the log watch (its window checks run with the
+    suite), the runner, the listening socket (its URL goes into alert payloads), alerting, the
+    week (its events come back to this service, a :class:`WeekListener`), then the registry and
+    the HTTP server, each given the components once.
+    """
 
     def __init__(
         self,
@@ -84,16 +94,23 @@ class Service:
                 raise
         self.store: StateStore = store
         self.db = Database(config.database)
-        self.runner = Runner(config, self.db, wall=self.clock.now, ratio=self._restore_ratio())
-        self.week = Week(config, self.runner, self.store, self.clock, cli_deployed_at=deployed_at)
-        self.runner.deployed_at = self.week.deployed_at  # T0 may change (deploy marker)
-        self.runner.baseline = self.store.load_baseline
-        self.registry, self.collector = build_registry(config, self.runner)
-        self.collector.extra.append(self.week.collect)
+        self.t0 = DeploymentTime(config, self.store, cli_deployed_at=deployed_at)
+        self.logs = LogWatch(
+            config, self.store, monotonic=monotonic, deployed_at=self.t0.deployed_at
+        )
+        self.runner = Runner(
+            config,
+            self.db,
+            wall=self.clock.now,
+            ratio=self._restore_ratio(),
+            deployed_at=self.t0.deployed_at,
+            baseline=self.store.load_baseline,
+            extra_checks=(self.logs.window_results,),
+        )
         bind_host = host if host is not None else config.http.host
         bind_port = port if port is not None else config.http.port
         try:
-            self.http = HttpServer(self.runner, self.registry, host=bind_host, port=bind_port)
+            listener = Listener(bind_host, bind_port)
         except OSError as exc:
             self.store.close()
             if self.daemon_lock is not None:
@@ -102,34 +119,29 @@ class Service:
                 f"http.listen: cannot listen on {bind_host}:{bind_port}: {exc.strerror or exc}",
                 source=config.source,
             ) from None
-        self.http.ready_checks.append(self.week.ready_reason)
-        self.http.health_extras.append(self.week.health)
-        self.http.add_route("POST", "/run", self._post_run, body_limit=4096)
-        self.http.add_route("POST", "/deployment", self._post_deployment, body_limit=4096)
         self.alerting = Alerting(
             config.alerting,
             self.store,
             wall=utcnow,  # delivery, retries, repeats: wall time
             migration_name=config.migration.name,
-            base_url=self.http.url,
+            base_url=listener.url,
         )
-        self.collector.extra.append(self.alerting.collect)
-        self.http.health_extras.append(self.alerting.health)
-        self.logs = LogWatch(
-            config, self.store, monotonic=monotonic, deployed_at=self.week.deployed_at
+        self.week = Week(
+            config, self.runner, self.store, self.clock, deployment=self.t0, listener=self
         )
-        self.logs.install(self.http)
-        self.week.log_checks = self.logs.enabled
-        self.runner.extra_checks.append(self.logs.window_results)
-        self.collector.extra.append(self.logs.collect)
-        self.http.health_extras.append(self.logs.health)
-        self.week.on_run.append(self._alert_on_run)
-        self.week.on_final_verdict.append(self._alert_on_verdict)
+        #: Every part with metrics, /health, readiness, routes or pulse work, in that order.
+        self.components: tuple[Component, ...] = (
+            self.week,
+            self.alerting,
+            self.logs,
+            AdminEndpoints(self.week, config.http.admin_token),
+        )
+        self.registry, self.collector = build_registry(config, self.runner, self.components)
+        self.http = HttpServer(
+            self.runner, self.registry, listener=listener, components=self.components
+        )
         self.pulse_interval = pulse or config.service.pulse
         self.scheduler = BackgroundScheduler(timezone=UTC)
-        self.week.on_schedule_change.append(self._schedule_changed)
-        #: Called on every pulse after the runner's (logs, alert delivery...).
-        self.on_pulse: list[Callable[[], None]] = []
         self._stop = threading.Event()
 
     # ------------------------------------------------------------------ state
@@ -181,7 +193,7 @@ class Service:
         self.scheduler.add_job(
             self._startup_tick, DateTrigger(run_date=now, timezone=UTC), id="catch-up"
         )
-        self._schedule_changed(self.week.schedule())
+        self.on_schedule_change(self.week.schedule())
         self.scheduler.start()
         d = self.week.deployment()
         log.info(
@@ -193,7 +205,7 @@ class Service:
             speed=self.clock.speed,
         )
 
-    def _schedule_changed(self, schedule: Schedule | None) -> None:
+    def on_schedule_change(self, schedule: Schedule | None) -> None:
         if schedule is None:
             return
         trigger = CadenceTrigger(schedule, self.clock)
@@ -220,7 +232,7 @@ class Service:
         phase = schedule.phase_at(now)
         return schedule.current_day(now), phase.name if phase else None
 
-    def _alert_on_run(self, info: RunInfo) -> None:
+    def on_run(self, info: RunInfo) -> None:
         results = list(info.outcome.results)
         if info.state != "extra":
             results.append(
@@ -232,7 +244,7 @@ class Service:
         )
         self.alerting.deliver()
 
-    def _alert_on_verdict(self, verdict: Verdict) -> None:
+    def on_final_verdict(self, verdict: Verdict) -> None:
         criteria = {c.criterion: c.status.value for c in verdict.criteria}
         evidence = {c.criterion: c.summary for c in verdict.criteria}
         day, phase = self._cadence_labels()
@@ -260,15 +272,11 @@ class Service:
                 self.alerting.evaluate(signals, now=now, day=day, phase=phase)
         except Exception:
             log.exception("pulse failed")
-        try:
-            self.alerting.deliver()
-        except Exception:
-            log.exception("alert delivery failed")
-        for hook in self.on_pulse:
+        for component in self.components:
             try:
-                hook()
+                component.pulse()
             except Exception:
-                log.exception("pulse hook failed")
+                log.exception("pulse work failed", component=type(component).__name__)
 
     def _log_poll_seconds(self) -> float:
         polls = [
@@ -294,37 +302,6 @@ class Service:
             self._persist_ratio()
         except Exception:
             log.exception("cadence tick failed")
-
-    # ------------------------------------------------------------------ admin endpoints
-    def _admin_token(self) -> str | None:
-        t = self.config.http.admin_token
-        return t.get_secret_value() if t is not None else None
-
-    def _post_run(self, request: Request) -> Response:
-        if not is_admin(request, self._admin_token()):
-            return Response.json({"error": "unauthorized"}, 401)
-        run_id = self.week.start_extra()
-        if run_id is None:
-            return Response.json({"error": "a run is in progress"}, 409)
-        return Response.json({"run_id": run_id, "state": "extra"}, 202)
-
-    def _post_deployment(self, request: Request) -> Response:
-        if not is_admin(request, self._admin_token()):
-            return Response.json({"error": "unauthorized"}, 401)
-        at: datetime | None = None
-        if request.body.strip():
-            try:
-                body: Any = json.loads(request.body)
-                raw = body.get("at") if isinstance(body, dict) else None
-                if raw is not None:
-                    at = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-                    if at.tzinfo is None:
-                        raise ValueError("timezone missing")
-                    at = at.astimezone(UTC)
-            except (ValueError, AttributeError) as exc:
-                return Response.json({"error": f"invalid body: {exc}"}, 400)
-        d = self.week.mark_deployed(at)
-        return Response.json({"deployed_at": d.deployed_at.isoformat(), "source": d.source})
 
     # ------------------------------------------------------------------ signals
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
@@ -369,3 +346,44 @@ class Service:
                 pass
         finally:
             self.stop()
+
+
+class AdminEndpoints(Component):
+    """``POST /run`` (an extra run) and ``POST /deployment`` (the deploy marker): the bearer
+    token when one is configured, else loopback clients only."""
+
+    def __init__(self, week: Week, token: SecretStr | None) -> None:
+        self._week = week
+        self._token = token.get_secret_value() if token is not None else None
+
+    def routes(self) -> Sequence[Route]:
+        return (
+            Route("POST", "/run", self._post_run, body_limit=4096),
+            Route("POST", "/deployment", self._post_deployment, body_limit=4096),
+        )
+
+    def _post_run(self, request: Request) -> Response:
+        if not is_admin(request, self._token):
+            return Response.json({"error": "unauthorized"}, 401)
+        run_id = self._week.start_extra()
+        if run_id is None:
+            return Response.json({"error": "a run is in progress"}, 409)
+        return Response.json({"run_id": run_id, "state": "extra"}, 202)
+
+    def _post_deployment(self, request: Request) -> Response:
+        if not is_admin(request, self._token):
+            return Response.json({"error": "unauthorized"}, 401)
+        at: datetime | None = None
+        if request.body.strip():
+            try:
+                body: Any = json.loads(request.body)
+                raw = body.get("at") if isinstance(body, dict) else None
+                if raw is not None:
+                    at = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+                    if at.tzinfo is None:
+                        raise ValueError("timezone missing")
+                    at = at.astimezone(UTC)
+            except (ValueError, AttributeError) as exc:
+                return Response.json({"error": f"invalid body: {exc}"}, 400)
+        d = self._week.mark_deployed(at)
+        return Response.json({"deployed_at": d.deployed_at.isoformat(), "source": d.source})

@@ -13,35 +13,28 @@ that order of precedence.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
+from . import metrics
 from .cadence import DEFAULT_GRACE, CompletedRun, RunState, Schedule
 from .clock import Clock
+from .component import Component
 from .config import Config
+from .deployment import Deployment, DeploymentTime
 from .errors import StateError
 from .runner import Runner, RunOutcome
-from .state import Deployment as StoredDeployment
 from .state import StateStore
 from .verdict import Verdict, VerdictSettings, evaluate_verdict
 
-__all__ = ["Deployment", "RunHook", "RunInfo", "Week"]
+__all__ = ["Deployment", "RunInfo", "Week", "WeekListener"]
 
 log = structlog.get_logger(__name__)
-
-_P = "migration_watch_"
-_UNREAD = object()
-
-
-@dataclass(frozen=True)
-class Deployment:
-    deployed_at: datetime
-    source: str  # config | cli | marker
 
 
 @dataclass(frozen=True)
@@ -55,11 +48,20 @@ class RunInfo:
     delay: timedelta = timedelta(0)
 
 
-#: Called after every recorded run.
-RunHook = Callable[[RunInfo], None]
+class WeekListener(Protocol):
+    """The events of the week, given to :class:`Week` at construction (the service's)."""
+
+    def on_run(self, info: RunInfo) -> None:
+        """After every recorded run."""
+
+    def on_final_verdict(self, verdict: Verdict) -> None:
+        """Once, when the final verdict is stored."""
+
+    def on_schedule_change(self, schedule: Schedule | None) -> None:
+        """After T0 changed (deploy marker)."""
 
 
-class Week:
+class Week(Component):
     """Keeps the cadence for one deployment; thread-safe (one run at a time)."""
 
     def __init__(
@@ -69,51 +71,36 @@ class Week:
         store: StateStore,
         clock: Clock,
         *,
-        cli_deployed_at: datetime | None = None,
+        deployment: DeploymentTime | None = None,
+        listener: WeekListener | None = None,
     ) -> None:
         self.config = config
         self.runner = runner
         self.store = store
         self.clock = clock
-        self._cli = cli_deployed_at
+        #: T0 (the same object the runner and the log watch read).
+        self.t0 = deployment or DeploymentTime(config, store)
+        self._listener = listener
         self._lock = threading.Lock()
         self._phases = config.cadence.phases()
-        self._marker_cache: object = _UNREAD
         self._runs_cache: tuple[dict[int, CompletedRun], list[datetime]] | None = None
-        self.on_run: list[RunHook] = []
-        self.on_schedule_change: list[Callable[[Schedule | None], None]] = []
-        #: Whether log checks feed the verdict (set by the service when log sources exist).
-        self.log_checks = False
+        #: Whether log checks feed the verdict (log sources are configured).
+        self.log_checks = bool(config.logs.sources)
         #: The latest verdict (provisional during the week, final after it).
         self.verdict: Verdict | None = None
-        #: Called once when the final verdict is stored.
-        self.on_final_verdict: list[Callable[[Verdict], None]] = []
 
     # ------------------------------------------------------------------ T0
     def deployment(self) -> Deployment | None:
-        if self._cli is not None:
-            return Deployment(self._cli, "cli")
-        marker = self._marker()
-        if marker is not None:
-            return Deployment(marker.deployed_at, marker.source)
-        if self.config.migration.deployed_at is not None:
-            return Deployment(self.config.migration.deployed_at, "config")
-        return None
+        return self.t0.deployment()
 
     # The store is read once and after each change, so scrapes and /health never query it.
-    def _marker(self) -> StoredDeployment | None:
-        if self._marker_cache is _UNREAD:
-            self._marker_cache = self.store.get_deployment()
-        return self._marker_cache  # type: ignore[return-value]
-
     def _runs(self) -> tuple[dict[int, CompletedRun], list[datetime]]:
         if self._runs_cache is None:
             self._runs_cache = (self.store.completed_runs(), self.store.extra_runs())
         return self._runs_cache
 
     def deployed_at(self) -> datetime | None:
-        d = self.deployment()
-        return None if d is None else d.deployed_at
+        return self.t0.deployed_at()
 
     def schedule(self) -> Schedule | None:
         d = self.deployment()
@@ -121,15 +108,10 @@ class Week:
 
     def mark_deployed(self, at: datetime | None = None) -> Deployment:
         """Persist a deploy marker (``POST /deployment``); it replaces a CLI or config T0."""
-        when = at or self.clock.now()
-        self.store.set_deployment(when, "marker", recorded_at=self.clock.now())
-        self._marker_cache = _UNREAD
-        self._cli = None
-        log.info("deployment marked", deployed_at=when.isoformat())
-        schedule = self.schedule()
-        for hook in self.on_schedule_change:
-            hook(schedule)
-        return Deployment(when, "marker")
+        d = self.t0.mark(at or self.clock.now(), recorded_at=self.clock.now())
+        if self._listener is not None:
+            self._listener.on_schedule_change(self.schedule())
+        return d
 
     def active(self, now: datetime | None = None) -> bool:
         """T0 is known and has passed: runs are planned."""
@@ -243,9 +225,9 @@ class Week:
         log.info("run recorded", run_id=run_id, state=state, status=outcome.status.value)
         self.refresh_verdict()
         info = RunInfo(run_id, state, outcome, superseded, delay)
-        for hook in self.on_run:
+        if self._listener is not None:
             try:
-                hook(info)
+                self._listener.on_run(info)
             except Exception:
                 log.exception("run hook failed", run_id=run_id)
 
@@ -302,9 +284,9 @@ class Week:
         verdict = self.evaluate_verdict()
         if verdict is not None and verdict.final:
             self.store.save_verdict(verdict.to_record())
-            for hook in self.on_final_verdict:
+            if self._listener is not None:
                 try:
-                    hook(verdict)
+                    self._listener.on_final_verdict(verdict)
                 except Exception:
                     log.exception("final verdict hook failed")
             log.info(
@@ -373,15 +355,9 @@ class Week:
     def collect(self) -> Iterator[Metric]:
         now = self.clock.now()
         schedule = self.schedule()
-        day = GaugeMetricFamily(
-            _P + "cadence_day", "Day of the monitoring week (1-7; 8 after the week)."
-        )
-        nxt = GaugeMetricFamily(
-            _P + "next_run_timestamp_seconds", "Unix time of the next planned cadence run."
-        )
-        deployed = GaugeMetricFamily(
-            _P + "deployed_timestamp_seconds", "Unix time of the deployment (T0)."
-        )
+        day = metrics.gauge("cadence_day")
+        nxt = metrics.gauge("next_run_timestamp_seconds")
+        deployed = metrics.gauge("deployed_timestamp_seconds")
         if schedule is not None:
             deployed.add_metric([], schedule.deployed_at.timestamp())
             if now >= schedule.deployed_at:
@@ -392,17 +368,11 @@ class Week:
         yield day
         yield nxt
         yield deployed
-        runs = CounterMetricFamily(
-            _P + "runs", "Cadence runs by state (done, late, missed, extra).", labels=["state"]
-        )
+        runs = metrics.counter("runs")
         for state, n in self.tally(now).items():
             runs.add_metric([state], float(n))
         yield runs
-        verdict = GaugeMetricFamily(
-            _P + "verdict",
-            "Success criteria of the week, one-hot over met|not_met|not_measured|pending.",
-            labels=["criterion", "status"],
-        )
+        verdict = metrics.gauge("verdict")
         if self.verdict is not None:
             for criterion, status, value in self.verdict.one_hot():
                 verdict.add_metric([criterion, status], value)

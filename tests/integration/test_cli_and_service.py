@@ -25,8 +25,9 @@ from migration_watch import sample
 from migration_watch.cli import main
 from migration_watch.config import Config
 from migration_watch.db import Database
+from migration_watch.exporter import build_registry
 from migration_watch.http import HttpServer
-from migration_watch.metrics import METRIC_NAMES, build_registry
+from migration_watch.metrics import METRIC_NAMES
 from migration_watch.pgcluster import EphemeralCluster
 from migration_watch.runner import Runner
 from migration_watch.service import Service

@@ -18,6 +18,7 @@ from migration_watch.cli import main
 from migration_watch.clock import ManualClock
 from migration_watch.config import Config
 from migration_watch.db import Database
+from migration_watch.deployment import DeploymentTime
 from migration_watch.runner import Runner
 from migration_watch.service import Service
 from migration_watch.state import SqliteStateStore
@@ -38,9 +39,9 @@ class Daemon:
         self.clock = clock
         self.db = Database(config.database)
         self.store = SqliteStateStore(config.state.path, wall=clock.now)
-        self.runner = Runner(config, self.db, wall=clock.now)
-        self.week = Week(config, self.runner, self.store, clock)
-        self.runner.deployed_at = self.week.deployed_at
+        self.t0 = DeploymentTime(config, self.store)
+        self.runner = Runner(config, self.db, wall=clock.now, deployed_at=self.t0.deployed_at)
+        self.week = Week(config, self.runner, self.store, clock, deployment=self.t0)
 
     def close(self) -> None:
         self.db.close()

@@ -587,3 +587,9 @@ def test_compose_services_are_wired_together() -> None:
     assert datasource["uid"] == _dashboard()["templating"]["list"][0]["current"]["value"]
     # $__rate_interval is only right when Grafana knows the scrape interval
     assert datasource["jsonData"]["timeInterval"] == config["global"]["scrape_interval"]
+
+
+def test_a_fully_configured_daemon_exports_exactly_the_catalogue() -> None:
+    from migration_watch.metrics import CATALOGUE
+
+    assert {spec.sample_name for spec in CATALOGUE} == EXPORTED_METRICS

@@ -7,8 +7,8 @@
     alerting.evaluate(outcome.results, now=outcome.started_at, run_id=run_id, day=day,
                       phase=phase)             # after every run (and every pulse's signals)
     alerting.deliver()                         # on every pulse
-    collector.extra.append(alerting.collect)   # notifications_total, outbox_*, alerts
-    server.health_extras.append(alerting.health)
+    # a Component: its families (notifications_total, outbox_*, alerts), its /health section
+    # and its pulse (delivery) are registered once by the service
 
 Times: ``evaluate``'s ``now`` is the evaluation's time (the cadence's, possibly virtual); the
 ``wall`` is the wall clock used for delivery (outbox times, retries, repeats, signatures).
@@ -26,9 +26,11 @@ from typing import Any
 
 import httpx
 import structlog
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
+from .. import metrics
 from ..clock import utcnow
+from ..component import Component
 from ..errors import ConfigError
 from ..results import Result
 from ..state import AlertStateRow, OutboxItem, OutboxMessage, StateStore
@@ -182,7 +184,7 @@ class _Snapshot:
     taken_at: datetime | None = None
 
 
-class Alerting:
+class Alerting(Component):
     """The alerting engine: evaluate results, keep alert state, deliver notifications.
 
     Thread-safe: ``evaluate`` (run thread), ``deliver`` (pulse thread), ``send_test``,
@@ -332,6 +334,10 @@ class Alerting:
             )
         self._refresh()
         return transitions
+
+    def pulse(self) -> None:
+        """The pulse's face: one delivery round."""
+        self.deliver()
 
     def deliver(self, now: datetime | None = None) -> DeliverySummary:
         """One delivery round (every pulse): enqueue due repeats, drain the outbox in order,
@@ -550,33 +556,19 @@ class Alerting:
         """The alerting families (append to ``MigrationWatchCollector.extra``)."""
         snap = self._snapshot
         now = self.wall()
-        sent = CounterMetricFamily(
-            "migration_watch_notifications",
-            "Notification delivery attempts by receiver and result (sent: 2xx; failed: will be"
-            " retried; dropped: permanent failure or receiver disabled).",
-            labels=["receiver", "result"],
-        )
+        sent = metrics.counter("notifications")
         for (receiver, result), n in sorted(self._outbox.counts.items()):
             sent.add_metric([receiver, result], float(n))
         yield sent
         pending = [i for i in snap.outbox if not i.failed]
-        size = GaugeMetricFamily(
-            "migration_watch_outbox_size", "Notifications waiting in the outbox for delivery."
-        )
+        size = metrics.gauge("outbox_size")
         size.add_metric([], float(len(pending)))
         yield size
-        age = GaugeMetricFamily(
-            "migration_watch_outbox_oldest_age_seconds",
-            "Age of the oldest notification waiting in the outbox (0 when empty).",
-        )
+        age = metrics.gauge("outbox_oldest_age_seconds")
         oldest = min((i.created_at for i in pending), default=None)
         age.add_metric([], 0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0))
         yield age
-        alerts = GaugeMetricFamily(
-            "migration_watch_alerts",
-            "Alerts of the daemon's own rules by state (pending, firing) and severity.",
-            labels=["state", "severity"],
-        )
+        alerts = metrics.gauge("alerts")
         counts = {(s, sev): 0 for s in _ACTIVE for sev in _SEVERITIES}
         for r in snap.alerts:
             key = (r.state, str(r.labels.get("severity", "")))

@@ -24,16 +24,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import structlog
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
+from .. import metrics
+from ..component import Component, Route
 from ..config import Config
 from ..configbase import _read_secret_file
-from ..http import HttpServer, Request, Response
+from ..http import Request, Response
 from ..results import Result, Status
 from ..state import StateStore
 from .classify import Classifier, Counts, Samples
@@ -51,7 +53,6 @@ __all__ = ["LOG_CLASSES", "LogWatch"]
 
 log = structlog.get_logger(__name__)
 
-_P = "migration_watch_"
 LOG_CLASSES = ("error", "legacy_reference", "new_reference", "legacy_error", "fallback")
 _WINDOW_KEY = "logs.window_totals"
 #: Error-rate tolerance above the baseline before ``log_errors`` fails.
@@ -84,7 +85,7 @@ class _Drain:
         return {**self.totals.to_dict(), **pre_deploy_counters(self.pre)}
 
 
-class LogWatch:
+class LogWatch(Component):
     """Every log source of the configuration, and their checks and metrics."""
 
     def __init__(
@@ -151,11 +152,11 @@ class LogWatch:
         return t0
 
     # ------------------------------------------------------------------ HTTP drain
-    def install(self, http: HttpServer) -> None:
+    def routes(self) -> Sequence[Route]:
         if not self.drains:
-            return
+            return ()
         limit = max(d.source.max_body_bytes for d in self.drains.values())
-        http.add_route("POST", "/ingest/logs", self._ingest, body_limit=limit)
+        return (Route("POST", "/ingest/logs", self._ingest, body_limit=limit),)
 
     def _ingest(self, request: Request) -> Response:
         name = ""
@@ -392,31 +393,13 @@ class LogWatch:
     def collect(self) -> Iterator[Metric]:
         counts, state = self._view()
         totals = {name: both[0] for name, both in counts.items()}
-        lines = CounterMetricFamily(
-            _P + "log_lines",
-            "Log lines read by source and class (class all: every line).",
-            labels=["source", "class"],
-        )
-        nbytes = CounterMetricFamily(_P + "log_bytes", "Log bytes read.", labels=["source"])
-        parse = CounterMetricFamily(
-            _P + "log_parse_errors", "Log lines that could not be parsed.", labels=["source"]
-        )
-        trunc = CounterMetricFamily(
-            _P + "log_truncated_lines",
-            "Log lines longer than max_line_bytes (classified on their first part).",
-            labels=["source"],
-        )
-        rot = CounterMetricFamily(
-            _P + "log_rotations", "Rotations detected (rename or truncate).", labels=["source"]
-        )
-        lag = GaugeMetricFamily(
-            _P + "log_lag_bytes",
-            "Bytes written but not read yet (size - offset).",
-            labels=["source"],
-        )
-        up = GaugeMetricFamily(
-            _P + "log_source_up", "1 if the log source can be read.", labels=["source"]
-        )
+        lines = metrics.counter("log_lines")
+        nbytes = metrics.counter("log_bytes")
+        parse = metrics.counter("log_parse_errors")
+        trunc = metrics.counter("log_truncated_lines")
+        rot = metrics.counter("log_rotations")
+        lag = metrics.gauge("log_lag_bytes")
+        up = metrics.gauge("log_source_up")
         for name, c in sorted(totals.items()):
             lines.add_metric([name, "all"], float(c.lines))
             for cls in LOG_CLASSES:

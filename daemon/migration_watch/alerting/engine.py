@@ -31,7 +31,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from ..clock import utcnow
 from ..errors import ConfigError
 from ..results import Result
-from ..state import AlertStateRow, OutboxItem, OutboxMessage, StateStore
+from ..state import AlertingStore, AlertStateRow, OutboxItem, OutboxMessage
 from .config import AlertingConfig, ReceiverConfig, RouteConfig, RuleConfig, RulesConfig
 from .fingerprint import fingerprint
 from .machine import AlertKind, AlertMachine, AlertState, Event, Transition
@@ -193,7 +193,7 @@ class Alerting:
     def __init__(
         self,
         config: AlertingConfig,
-        store: StateStore,
+        store: AlertingStore,
         *,
         wall: Callable[[], datetime] = utcnow,
         migration_name: str,

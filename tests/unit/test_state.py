@@ -1,20 +1,21 @@
-"""The state store: a contract suite (run against every backend) plus SQLite specifics."""
+"""The state store's contract: every test here runs against every backend.
+
+A backend is a factory ``(tmp_path, wall) -> StateStore`` in :data:`BACKENDS`; the ``store``
+fixture is parametrised over them, so adding a backend (PostgreSQL: a factory that reaches its
+database through ``request.getfixturevalue``) runs this whole suite against it. What only the
+SQLite file has (header, corruption, schema version, WAL, paths) is in ``test_state_sqlite.py``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
-import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, Generic, Protocol
 
 import pytest
 
@@ -22,13 +23,18 @@ from migration_watch.cadence import CompletedRun, RunState, Schedule
 from migration_watch.errors import StateError
 from migration_watch.results import Result, Status
 from migration_watch.state import (
-    APPLICATION_ID,
-    SCHEMA_VERSION,
+    AlertingStore,
     AlertStateRow,
+    AlertStore,
     Baseline,
+    BaselineStore,
+    CheckpointStore,
     LogFileCheckpoint,
+    LogWatchStore,
+    MetaStore,
     OutboxMessage,
     ProbeBaseline,
+    RunStore,
     SqliteStateStore,
     StatementBaseline,
     StateStore,
@@ -37,15 +43,38 @@ from migration_watch.state import (
 
 H = timedelta(hours=1)
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
-DAEMON_ROOT = str(Path(__file__).resolve().parents[2] / "daemon")
+
+Wall = Callable[[], datetime]
+StoreFactory = Callable[[Path, Wall], StateStore]
 
 
-@pytest.fixture(params=["sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    """Every backend, for the contract tests (a PostgreSQL store would be added here)."""
-    backend: StateStore = SqliteStateStore(tmp_path / "state.db", wall=lambda: T0)
-    yield backend
-    backend.close()
+def sqlite_store(tmp_path: Path, wall: Wall) -> StateStore:
+    return SqliteStateStore(tmp_path / "state.db", wall=wall)
+
+
+#: Every backend by name: a factory opening (or reopening) the store kept under ``tmp_path``.
+BACKENDS: dict[str, StoreFactory] = {"sqlite": sqlite_store}
+
+
+@pytest.fixture(params=list(BACKENDS))
+def make_store(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    """Opens stores of one backend; each is closed after the test (closing is idempotent)."""
+    factory = BACKENDS[request.param]
+    opened: list[StateStore] = []
+
+    def make(tmp_path: Path, wall: Wall) -> StateStore:
+        opened.append(factory(tmp_path, wall))
+        return opened[-1]
+
+    yield make
+    for backend in opened:
+        backend.close()
+
+
+@pytest.fixture
+def store(make_store: StoreFactory, tmp_path: Path) -> StateStore:
+    """A fresh store of every backend, for the contract tests; its wall clock says T0."""
+    return make_store(tmp_path, lambda: T0)
 
 
 def result(check: str, subject: str, status: Status = Status.PASS, **observed: object) -> Result:
@@ -460,195 +489,25 @@ def test_closed_store_refuses(store: StateStore) -> None:
         store.set_meta("x", 1)
 
 
-# --------------------------------------------------------------------------- SQLite specifics
-
-
-def test_survives_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "nested" / "dir" / "state.db"  # parent created
-    with SqliteStateStore(path) as first:
-        assert first.schema_version == SCHEMA_VERSION
-        first.set_deployment(T0, "cli")
-        run_planned(first, 0, [result("coverage", "public.a", missing=1)], T0)
-        first.put_alert(alert("a1"))
-        first.outbox_enqueue(OutboxMessage("k", "oncall", {"x": 1}), now=T0)
-        first.save_log_checkpoint("app", [LogFileCheckpoint("/a", 1, "f", 9)], {"n": 9})
-    with SqliteStateStore(path) as second:
-        deployment = second.get_deployment()
-        assert deployment is not None
-        assert deployment.deployed_at == T0
-        assert set(second.completed_runs()) == {0}
-        assert second.result_history("coverage")[0].result.observed == {"missing": 1}
-        assert second.get_alert("a1") == alert("a1")
-        assert second.outbox_size() == 1
-        checkpoint = second.load_log_checkpoint("app")
-        assert checkpoint is not None
-        assert checkpoint.counters == {"n": 9}
-
-
-def test_wal_mode_and_identity(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    with SqliteStateStore(path) as store:
-        store.set_meta("k", 1)
-        assert Path(str(path) + "-wal").exists()
-        raw = sqlite3.connect(path)
-        try:
-            assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-            assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-            assert raw.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-        finally:
-            raw.close()
-        # a reader sees committed data while the writer holds an open write transaction
-        blocker = sqlite3.connect(path, isolation_level=None)
-        try:
-            blocker.execute("BEGIN IMMEDIATE")
-            blocker.execute("INSERT INTO meta VALUES ('hidden', '1', 'x')")
-            assert store.get_meta("k") == 1
-            assert store.get_meta("hidden") is None
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
-
-
-_CHILD = textwrap.dedent(
-    """
-    import os, signal, sys
-    from datetime import UTC, datetime, timedelta
-    sys.path.insert(0, {root!r})
-    from migration_watch.results import Result, Status
-    from migration_watch.state import SqliteStateStore
-
-    T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
-    H = timedelta(hours=1)
-    store = SqliteStateStore({path!r})
-    run0 = store.begin_run(state="done", started_at=T0, planned_index=0, planned_at=T0)
-    store.finish_run(run0, [Result("coverage", "t", Status.PASS)], finished_at=T0)
-
-    class Dying(list):
-        # iterated once for the overall status, then inside the finishing transaction
-        # (after BEGIN IMMEDIATE, before COMMIT): die on that second pass
-        passes = 0
-
-        def __iter__(self):
-            Dying.passes += 1
-            yield Result("coverage", "t", Status.PASS)
-            if Dying.passes == 2:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    run1 = store.begin_run(state="done", started_at=T0 + H, planned_index=1, planned_at=T0 + H)
-    if {mode!r} == "before_finish":
-        print("begun", run1, flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)
-    store.finish_run(run1, Dying([None]), finished_at=T0 + H)
-    print("unreachable", flush=True)
-    """
-)
-
-
-@pytest.mark.parametrize("mode", ["before_finish", "inside_finish"])
-def test_a_killed_run_is_not_counted_and_is_rerun(tmp_path: Path, mode: str) -> None:
-    path = tmp_path / "state.db"
-    child = subprocess.run(
-        [sys.executable, "-c", _CHILD.format(root=DAEMON_ROOT, path=str(path), mode=mode)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert child.returncode == -signal.SIGKILL, child.stderr
-    assert "unreachable" not in child.stdout
-    with SqliteStateStore(path) as store:
-        assert set(store.completed_runs()) == {0}
-        [killed] = store.unfinished_runs()
-        assert killed.planned_index == 1
-        assert store.results_for_run(killed.id) == []  # nothing half-written
-        schedule = Schedule(T0)
-        restart = T0 + H + timedelta(minutes=30)
-        due = schedule.due_run(restart, store.completed_runs())
-        assert due is not None
-        assert due.index == 1  # the killed run is re-run, not lost
-        assert due.state is RunState.LATE
-        rerun = store.begin_run(
-            state=due.state,
-            started_at=restart,
-            planned_index=due.index,
-            planned_at=due.at,
-            delay_seconds=due.delay.total_seconds(),
-            superseded=due.supersedes,
-        )
-        store.finish_run(rerun, [result("coverage", "t")], finished_at=restart)
-        assert store.completed_runs()[1] == CompletedRun(RunState.LATE, restart, T0 + H)
-        assert schedule.due_run(restart, store.completed_runs()) is None
-
-
-def test_not_a_database_is_refused_and_kept(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    path.write_bytes(b"this is a YAML file, not a database\n" * 100)
-    before = path.read_bytes()
-    with pytest.raises(StateError, match=r"state\.db.*not an SQLite database"):
-        SqliteStateStore(path)
-    assert path.read_bytes() == before  # never reset
-
-
-def test_corrupt_pages_are_refused(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    with SqliteStateStore(path) as store:
-        for i in range(40):
-            run_planned(store, i, [result("coverage", f"public.t{i}", missing=i)] * 20, T0 + i * H)
-    size = path.stat().st_size
-    assert size > 16 * 4096
-    with path.open("r+b") as fh:  # keep the header, scribble over the pages after it
-        for offset in range(4096, size, 4096):
-            fh.seek(offset)
-            fh.write(b"\xde\xad\xbe\xef" * 256)
-    before = path.read_bytes()
-    with pytest.raises(StateError, match=str(path)):
-        SqliteStateStore(path)
-    assert path.read_bytes() == before
-
-
-def test_truncated_file_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    with SqliteStateStore(path) as store:
-        for i in range(20):
-            run_planned(store, i, [result("coverage", "public.t", missing=i)] * 20, T0 + i * H)
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 3])
-    with pytest.raises(StateError, match=str(path)):
-        SqliteStateStore(path)
-
-
-def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    SqliteStateStore(path).close()
-    raw = sqlite3.connect(path)
-    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    raw.commit()
-    raw.close()
-    with pytest.raises(StateError, match=r"schema version 2, newer .* upgrade migration-watch"):
-        SqliteStateStore(path)
-
-
-def test_another_applications_database_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "other.db"
-    raw = sqlite3.connect(path)
-    raw.execute("CREATE TABLE notes (body TEXT)")
-    raw.commit()
-    raw.close()
-    with pytest.raises(StateError, match="not a migration-watch state file"):
-        SqliteStateStore(path)
-    raw = sqlite3.connect(path)
-    raw.execute("PRAGMA application_id = 1234")
-    raw.commit()
-    raw.close()
-    with pytest.raises(StateError, match="another application"):
-        SqliteStateStore(path)
-
-
-def test_unusable_directory_is_a_state_error(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    with pytest.raises(StateError, match="cannot create its directory"):
-        SqliteStateStore(blocker / "state.db")
+def test_survives_reopening(make_store: StoreFactory, tmp_path: Path) -> None:
+    first = make_store(tmp_path, lambda: T0)
+    first.set_deployment(T0, "cli")
+    run_planned(first, 0, [result("coverage", "public.a", missing=1)], T0)
+    first.put_alert(alert("a1"))
+    first.outbox_enqueue(OutboxMessage("k", "oncall", {"x": 1}), now=T0)
+    first.save_log_checkpoint("app", [LogFileCheckpoint("/a", 1, "f", 9)], {"n": 9})
+    first.close()
+    second = make_store(tmp_path, lambda: T0)
+    deployment = second.get_deployment()
+    assert deployment is not None
+    assert deployment.deployed_at == T0
+    assert set(second.completed_runs()) == {0}
+    assert second.result_history("coverage")[0].result.observed == {"missing": 1}
+    assert second.get_alert("a1") == alert("a1")
+    assert second.outbox_size() == 1
+    checkpoint = second.load_log_checkpoint("app")
+    assert checkpoint is not None
+    assert checkpoint.counters == {"n": 9}
 
 
 def test_json_encoding_of_odd_values(store: StateStore) -> None:
@@ -678,23 +537,81 @@ def test_json_encoding_of_odd_values(store: StateStore) -> None:
     assert json.loads(json.dumps({"ok": True})) == {"ok": True}
 
 
-def test_store_is_the_protocol(tmp_path: Path) -> None:
-    with SqliteStateStore(tmp_path / "s.db") as store:
-        assert isinstance(store, StateStore)
-        assert store.location == str(tmp_path / "s.db")
-        assert "s.db" in repr(store)
+def test_store_is_every_protocol(store: StateStore) -> None:
+    for protocol in (
+        StateStore,
+        MetaStore,
+        RunStore,
+        BaselineStore,
+        AlertStore,
+        CheckpointStore,
+        LogWatchStore,
+        AlertingStore,
+    ):
+        assert isinstance(store, protocol), protocol.__name__
+    assert isinstance(store.location, str)
+    assert store.location
 
 
-def test_reader_connections_are_bounded(tmp_path: Path) -> None:
-    """One short-lived thread per HTTP request must not leak connections."""
-    with SqliteStateStore(tmp_path / "s.db") as store:
-        for _ in range(30):
-            t = threading.Thread(target=store.outbox_size)
-            t.start()
-            t.join()
-        fds = len(os.listdir("/proc/self/fd"))
-        for _ in range(30):
-            t = threading.Thread(target=store.outbox_size)
-            t.start()
-            t.join()
-        assert len(os.listdir("/proc/self/fd")) <= fds + 1
+# --------------------------------------------------------------------------- the protocols
+
+#: The members of each section's protocol; StateStore is all of them, plus location and close.
+SECTIONS: dict[Any, set[str]] = {
+    MetaStore: {
+        "get_meta",
+        "set_meta",
+        "set_meta_many",
+        "delete_meta",
+        "get_deployment",
+        "set_deployment",
+    },
+    RunStore: {
+        "begin_run",
+        "finish_run",
+        "get_run",
+        "completed_runs",
+        "extra_runs",
+        "unfinished_runs",
+        "run_history",
+        "results_for_run",
+        "result_history",
+    },
+    BaselineStore: {"save_baseline", "load_baseline", "save_verdict", "load_verdict"},
+    AlertStore: {
+        "get_alert",
+        "list_alerts",
+        "put_alert",
+        "delete_alert",
+        "outbox_enqueue",
+        "outbox_due",
+        "outbox_list",
+        "outbox_get",
+        "outbox_mark_attempt",
+        "outbox_mark_failed",
+        "outbox_delete",
+        "outbox_size",
+        "outbox_oldest_age",
+    },
+    CheckpointStore: {"save_log_checkpoint", "load_log_checkpoint", "log_checkpoints"},
+}
+
+
+def members(protocol: Any) -> set[str]:
+    """The public members a protocol declares, its bases' included."""
+    return {
+        name
+        for cls in protocol.__mro__
+        if cls not in (Protocol, Generic, object)
+        for name in vars(cls)
+        if not name.startswith("_")
+    }
+
+
+def test_state_store_is_the_union_of_the_section_protocols() -> None:
+    for protocol, expected in SECTIONS.items():
+        assert members(protocol) == expected, protocol.__name__
+    union = set().union(*SECTIONS.values())
+    assert sum(map(len, SECTIONS.values())) == len(union) == 35  # no member in two sections
+    assert members(StateStore) == union | {"location", "close"}
+    assert members(LogWatchStore) == SECTIONS[CheckpointStore] | SECTIONS[MetaStore]
+    assert members(AlertingStore) == SECTIONS[AlertStore] | SECTIONS[MetaStore]

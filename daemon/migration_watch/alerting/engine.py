@@ -33,7 +33,7 @@ from ..clock import utcnow
 from ..component import Component
 from ..errors import ConfigError
 from ..results import Result
-from ..state import AlertStateRow, OutboxItem, OutboxMessage, StateStore
+from ..state import AlertingStore, AlertStateRow, OutboxItem, OutboxMessage
 from .config import AlertingConfig, ReceiverConfig, RouteConfig, RuleConfig, RulesConfig
 from .fingerprint import fingerprint
 from .machine import AlertKind, AlertMachine, AlertState, Event, Transition
@@ -195,7 +195,7 @@ class Alerting(Component):
     def __init__(
         self,
         config: AlertingConfig,
-        store: StateStore,
+        store: AlertingStore,
         *,
         wall: Callable[[], datetime] = utcnow,
         migration_name: str,

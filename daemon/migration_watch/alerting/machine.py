@@ -30,7 +30,7 @@ from typing import Any
 import structlog
 
 from ..results import Result, Status
-from ..state import AlertStateRow, OutboxMessage, StateStore
+from ..state import AlertStateRow, AlertStore, OutboxMessage
 from .fingerprint import fingerprint
 from .rules import Rule, format_value, render
 
@@ -192,7 +192,7 @@ class AlertMachine:
     def __init__(
         self,
         rules: Mapping[str, Rule],
-        store: StateStore,
+        store: AlertStore,
         messages: MessageFactory,
         *,
         context: Mapping[str, Any] | None = None,

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import structlog
 
-from ..state import OutboxItem, StateStore
+from ..state import AlertingStore, OutboxItem
 from .config import RetryConfig
 from .notifiers import Notifier, SendResult
 
@@ -160,7 +160,7 @@ class Outbox:
 
     def __init__(
         self,
-        store: StateStore,
+        store: AlertingStore,
         notifiers: Mapping[str, Notifier],
         retry: RetryConfig,
         *,

@@ -20,7 +20,7 @@ What one :meth:`SourceFollower.poll` does
        than what was read, or whose first bytes no longer match its fingerprint (same inode,
        other content), was truncated (copytruncate): read again from 0, counted as a rotation.
     4. Save the offsets and the absolute totals in one state-store transaction
-       (:meth:`~migration_watch.state.StateStore.save_log_checkpoint`), when they changed.
+       (:meth:`~migration_watch.state.CheckpointStore.save_log_checkpoint`), when they changed.
 
 Pre-deploy lines
     With ``deployed_at`` (T0, read once per poll; it may change at runtime), each file has a
@@ -74,7 +74,7 @@ from datetime import datetime
 import structlog
 
 from migration_watch.errors import StateError
-from migration_watch.state import LogFileCheckpoint, StateStore
+from migration_watch.state import CheckpointStore, LogFileCheckpoint
 
 from ..clock import utcnow
 from .classify import Classifier, Counts, Samples
@@ -273,7 +273,7 @@ class SourceFollower:
         self,
         source: FileSourceConfig,
         classifier: Classifier,
-        store: StateStore,
+        store: CheckpointStore,
         *,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utcnow,
@@ -923,7 +923,7 @@ class LogFollower:
         logs: LogsConfig,
         legacy_column: str,
         new_column: str,
-        store: StateStore,
+        store: CheckpointStore,
         *,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utcnow,

@@ -37,7 +37,7 @@ from ..config import Config
 from ..configbase import _read_secret_file
 from ..http import Request, Response
 from ..results import Result, Status
-from ..state import StateStore
+from ..state import LogWatchStore
 from .classify import Classifier, Counts, Samples
 from .config import FileSourceConfig, HttpSourceConfig
 from .deploy import (
@@ -91,7 +91,7 @@ class LogWatch(Component):
     def __init__(
         self,
         config: Config,
-        store: StateStore,
+        store: LogWatchStore,
         *,
         monotonic: Callable[[], float] = time.monotonic,
         deployed_at: Callable[[], datetime | None] | None = None,

@@ -17,6 +17,7 @@ from .history import (
     Outcome,
     combine,
     first_and_last,
+    latency_ratio,
     not_applicable,
     num,
     unmeasured,
@@ -232,17 +233,6 @@ def _error_budget(h: History, settings: VerdictSettings) -> Outcome:
     return combine(per_subject, "log error measurements")
 
 
-def _latency_ratio(item: Item) -> float | None:
-    o = item.observed
-    ratio = num(o, "ratio")
-    if ratio is not None:
-        return ratio
-    median, baseline = num(o, "median_seconds"), num(o, "baseline_seconds")
-    if median is not None and baseline:
-        return median / baseline
-    return None
-
-
 def _latency(h: History, settings: VerdictSettings) -> Outcome:
     limit = 1 + settings.latency_tolerance
     per_subject: list[tuple[str, Outcome]] = []
@@ -253,7 +243,7 @@ def _latency(h: History, settings: VerdictSettings) -> Outcome:
         final = [i for i in measured if h.in_final(i)]
         ratios: list[float] = []
         for i in final:
-            r = _latency_ratio(i)
+            r = latency_ratio(i.observed)
             if r is not None:
                 ratios.append(r)
             elif i.status is Status.FAIL:
@@ -275,7 +265,7 @@ def _latency(h: History, settings: VerdictSettings) -> Outcome:
             )
             continue
         median = statistics.median(ratios)
-        worst = max(final, key=lambda i: _latency_ratio(i) or 0.0)
+        worst = max(final, key=lambda i: latency_ratio(i.observed) or 0.0)
         evidence = (worst.evidence(dict(worst.observed), "slowest in the final runs"),)
         if median > limit + EPSILON:
             status, text = CriterionStatus.NOT_MET, f"median ratio {median:.2f}x > {limit:.2f}x"

@@ -21,6 +21,7 @@ __all__ = [
     "Outcome",
     "combine",
     "first_and_last",
+    "latency_ratio",
     "not_applicable",
     "num",
     "unmeasured",
@@ -64,10 +65,22 @@ class Outcome:
 
 
 def num(observed: Mapping[str, Any], *keys: str) -> float | None:
+    """The first of ``keys`` whose value is a number (a bool is not), as a float."""
     for key in keys:
         value = observed.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+    return None
+
+
+def latency_ratio(observed: Mapping[str, Any]) -> float | None:
+    """A latency result's ``ratio`` (median / baseline), computed when only the two are there."""
+    ratio = num(observed, "ratio")
+    if ratio is not None:
+        return ratio
+    median, baseline = num(observed, "median_seconds"), num(observed, "baseline_seconds")
+    if median is not None and baseline:
+        return median / baseline
     return None
 
 

@@ -33,6 +33,9 @@ UNBACKFILLED_SHARE = 0.03
 
 @dataclass(frozen=True)
 class DemoResult:
+    """What the demo left: the report files, the state, when the injected bug was detected and
+    resolved (measured times of ``post_deploy_writes``), and the verdict's outcome."""
+
     report_path: Path
     json_path: Path
     state_path: Path

@@ -1,6 +1,6 @@
 """Benchmark: what the migration-watch check suite costs the database, against two references.
 
-Builds the sample app (``migration_watch.sample``) with a ``conversations`` table of ``--rows``
+Builds the sample app (``migration_watch.demo.sample``) with a ``conversations`` table of ``--rows``
 rows (server-side ``generate_series``), the migration applied and a small fraction of anomalies,
 VACUUM ANALYZE; then, for two scenarios (index ``idx_conversations_organization_id`` valid, then
 marked invalid), measures three contenders, each under its own login role:
@@ -40,9 +40,9 @@ import yaml
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from migration_watch import sample
 from migration_watch.config import Config, default_config_text, parse_config
 from migration_watch.db import Database
+from migration_watch.demo import sample
 from migration_watch.pgcluster import EphemeralCluster
 from migration_watch.results import Result, Status
 from migration_watch.runner import Runner

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from migration_watch import sample
+from migration_watch.demo import sample
 from migration_watch.pgcluster import EphemeralCluster
 
 _counter = itertools.count(1)

@@ -360,7 +360,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    from .demo import main_demo
+    from .demo.run import main_demo
 
     if args.speed is not None and args.speed <= 0:
         raise ConfigError("--speed must be positive")

@@ -16,7 +16,7 @@ import structlog
 
 from .config import Config
 from .state import Deployment as StoredDeployment
-from .state import StateStore
+from .state import MetaStore
 
 __all__ = ["Deployment", "DeploymentTime"]
 
@@ -35,7 +35,7 @@ class DeploymentTime:
     """T0 as currently known; a deploy marker replaces a CLI or config T0."""
 
     def __init__(
-        self, config: Config, store: StateStore, *, cli_deployed_at: datetime | None = None
+        self, config: Config, store: MetaStore, *, cli_deployed_at: datetime | None = None
     ) -> None:
         self._config = config
         self._store = store

@@ -37,10 +37,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 
-from migration_watch import sample
 from migration_watch.cli import main
 from migration_watch.clock import ManualClock
 from migration_watch.config import Config, parse_config
+from migration_watch.demo import sample
 from migration_watch.service import Service
 from tests.integration.conftest import sample_config_data
 from tests.support import Receiver, free_port, log_tail, require_tool, tool_process

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from migration_watch import sample
 from migration_watch.config import Config, parse_config
+from migration_watch.demo import sample
 
 
 def sample_config_data(dsn: str, **overrides: Any) -> dict[str, Any]:

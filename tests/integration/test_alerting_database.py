@@ -14,11 +14,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from migration_watch import sample
 from migration_watch.alerting import Alerting, AlertingConfig
 from migration_watch.clock import ManualClock
 from migration_watch.config import Config
 from migration_watch.db import Database
+from migration_watch.demo import sample
 from migration_watch.runner import Runner
 from migration_watch.state import SqliteStateStore
 

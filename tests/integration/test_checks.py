@@ -8,9 +8,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from migration_watch import sample
 from migration_watch.config import Config
 from migration_watch.db import Database
+from migration_watch.demo import sample
 from migration_watch.errors import DatabaseError
 from migration_watch.results import Result, Status
 from migration_watch.runner import Runner

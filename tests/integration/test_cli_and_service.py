@@ -21,10 +21,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from migration_watch import sample
 from migration_watch.cli import main
 from migration_watch.config import Config
 from migration_watch.db import Database
+from migration_watch.demo import sample
 from migration_watch.exporter import build_registry
 from migration_watch.http import HttpServer
 from migration_watch.metrics import METRIC_NAMES

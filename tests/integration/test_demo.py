@@ -8,7 +8,8 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from migration_watch.demo import BUG_FIXED, run_demo
+from migration_watch.demo.run import run_demo
+from migration_watch.demo.traffic import BUG_FIXED
 
 
 def test_demo_week_end_to_end(tmp_path: Path) -> None:

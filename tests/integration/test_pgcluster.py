@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from migration_watch import sample
+from migration_watch.demo import sample
 from migration_watch.pgcluster import ClusterError, EphemeralCluster, find_bin_dir
 
 Conn = psycopg.Connection[Any]

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from migration_watch import sample
 from migration_watch.cli import main
 from migration_watch.clock import ManualClock
 from migration_watch.config import Config
+from migration_watch.demo import sample
 from migration_watch.service import Service
 
 from .conftest import sample_config_data

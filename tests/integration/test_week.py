@@ -13,11 +13,11 @@ import httpx
 import psycopg
 import pytest
 
-from migration_watch import sample
 from migration_watch.cli import main
 from migration_watch.clock import ManualClock
 from migration_watch.config import Config
 from migration_watch.db import Database
+from migration_watch.demo import sample
 from migration_watch.deployment import DeploymentTime
 from migration_watch.runner import Runner
 from migration_watch.service import Service

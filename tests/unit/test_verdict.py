@@ -589,27 +589,6 @@ def test_verdict_round_trips_through_json_and_the_store(store: SqliteStateStore)
     assert Verdict.from_record(loaded) == v
 
 
-def test_settings_for_config_follow_tables_and_enabled_checks() -> None:
-    s = VerdictSettings.for_config(CONFIG)
-    assert s.tables == (CONV, CONF, SCRAPER)
-    assert s.index_tables == (CONV, SCRAPER)
-    assert s.rls_tables == (CONV, CONF)
-    assert s.post_deploy_tables == (CONV,)
-    assert s.required == {
-        "coverage",
-        "orphans",
-        "indexes",
-        "rls",
-        "legacy_column",
-        "post_deploy_writes",
-    }
-    bare = VerdictSettings.for_config(make_config([{"name": "t"}]), final_runs=3)
-    assert bare.required == {"coverage", "orphans", "legacy_column"}
-    assert bare.final_runs == 3
-    with pytest.raises(ValueError, match="unknown criteria"):
-        VerdictSettings(required=frozenset({"speed"}))
-
-
 def test_naive_times_are_rejected() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         evaluate_verdict([], now=datetime(2024, 5, 8), deployed_at=T0, verdict_at=END)

@@ -1,0 +1,217 @@
+"""The report's data: :class:`ReportData` and its rows, points and histories, each with its
+part of the JSON document (``schemas/report.schema.json``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from ..cadence import RunState
+from ..verdict import Verdict
+
+__all__ = [
+    "FORMATS",
+    "REPORT_VERSION",
+    "RUN_STATES",
+    "STATUS_ORDER",
+    "CheckHistory",
+    "CheckPoint",
+    "LatencyPoint",
+    "ReportData",
+    "ReportFormat",
+    "RunRow",
+    "SeriesPoint",
+]
+
+REPORT_VERSION = 1
+FORMATS = ("markdown", "html", "json")
+ReportFormat = Literal["markdown", "html", "json"]
+#: Result statuses in column order; run states in tally order.
+STATUS_ORDER = ("pass", "fail", "error", "skipped")
+RUN_STATES = tuple(s.value for s in RunState)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+@dataclass(frozen=True)
+class CheckPoint:
+    """One result of one check on one subject."""
+
+    run_id: int
+    at: datetime
+    status: str
+    value: float | None
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "at": self.at.isoformat(),
+            "status": self.status,
+            "value": self.value,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class CheckHistory:
+    """A check's results on one subject over time (oldest first)."""
+
+    check: str
+    subject: str
+    points: tuple[CheckPoint, ...]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATUS_ORDER, 0)
+        for p in self.points:
+            out[p.status] = out.get(p.status, 0) + 1
+        return out
+
+    @property
+    def latest(self) -> CheckPoint | None:
+        return self.points[-1] if self.points else None
+
+    def to_json(self) -> dict[str, Any]:
+        latest = self.latest
+        return {
+            "check": self.check,
+            "subject": self.subject,
+            "counts": self.counts,
+            "latest": None if latest is None else latest.to_json(),
+            "history": [p.to_json() for p in self.points],
+        }
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """A chart point; ``value`` None marks a run whose check could not measure (error)."""
+
+    run_id: int
+    at: datetime
+    value: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "at": self.at.isoformat(), "value": self.value}
+
+
+@dataclass(frozen=True)
+class LatencyPoint:
+    """A probe's median latency and its baseline at one run (None when not measured)."""
+
+    run_id: int
+    at: datetime
+    median_seconds: float | None
+    baseline_seconds: float | None
+    ratio: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "at": self.at.isoformat(),
+            "median_seconds": self.median_seconds,
+            "baseline_seconds": self.baseline_seconds,
+            "ratio": self.ratio,
+        }
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run of the plan (``index`` set) or an extra run, with its stored run when any."""
+
+    index: int | None
+    at: datetime
+    day: int
+    phase: str
+    state: str
+    ran_at: datetime | None = None
+    delay_seconds: float | None = None
+    run_id: int | None = None
+    status: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "at": self.at.isoformat(),
+            "day": self.day,
+            "phase": self.phase,
+            "state": self.state,
+            "ran_at": None if self.ran_at is None else self.ran_at.isoformat(),
+            "delay_seconds": self.delay_seconds,
+            "run_id": self.run_id,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything a report shows, read once from the store at ``generated_at``.
+
+    ``phase``: ``not_deployed`` (T0 unknown), ``before_deploy``, a cadence phase name, or
+    ``complete`` (from the verdict time on). ``verdict_source``: ``stored`` (the final verdict
+    saved at the end of the week) or ``computed`` (evaluated for this report).
+    """
+
+    generated_at: datetime
+    migration: str
+    legacy_column: str
+    new_column: str
+    tables: tuple[str, ...]
+    deployed_at: datetime | None
+    deployment_source: str | None
+    verdict_at: datetime | None
+    phase: str
+    day: int
+    next_run_at: datetime | None
+    tally: Mapping[str, int]
+    runs: tuple[RunRow, ...]
+    checks: tuple[CheckHistory, ...]
+    missing_rows: Mapping[str, tuple[SeriesPoint, ...]]
+    legacy_ratio: tuple[SeriesPoint, ...]
+    latency: Mapping[str, tuple[LatencyPoint, ...]]
+    verdict: Verdict | None
+    verdict_source: str | None = None
+    latency_tolerance: float = 0.10
+    state_location: str = ""
+    unfinished_runs: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The document of ``report --format json`` (``schemas/report.schema.json``)."""
+        return {
+            "report_version": REPORT_VERSION,
+            "generated_at": self.generated_at.isoformat(),
+            "migration": {
+                "name": self.migration,
+                "legacy_column": self.legacy_column,
+                "new_column": self.new_column,
+                "tables": list(self.tables),
+            },
+            "deployment": {
+                "deployed_at": _iso(self.deployed_at),
+                "source": self.deployment_source,
+                "verdict_at": _iso(self.verdict_at),
+            },
+            "progress": {
+                "phase": self.phase,
+                "day": self.day,
+                "next_run_at": _iso(self.next_run_at),
+                "runs": dict(self.tally),
+                "unfinished_runs": self.unfinished_runs,
+            },
+            "runs": [r.to_json() for r in self.runs],
+            "checks": [c.to_json() for c in self.checks],
+            "series": {
+                "missing_rows": {
+                    t: [p.to_json() for p in pts] for t, pts in self.missing_rows.items()
+                },
+                "legacy_ratio": [p.to_json() for p in self.legacy_ratio],
+                "latency": {k: [p.to_json() for p in pts] for k, pts in self.latency.items()},
+            },
+            "verdict": None if self.verdict is None else self.verdict.to_json(),
+            "verdict_source": self.verdict_source,
+        }

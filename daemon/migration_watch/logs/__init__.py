@@ -11,6 +11,8 @@
 * :mod:`.follower`: continuous, exactly-once following of ``file`` sources
   (:class:`~.follower.LogFollower`, :class:`~.follower.SourceFollower`); import it from
   there (it needs the state store, which this package does not load for ``logs scan``).
+  It runs :mod:`.discovery` (which files, rotation: rename, copytruncate, replacement) and
+  :mod:`.reader` (one open file read in bounded chunks into complete lines).
 """
 
 from .classify import CLASSES, Classifier, Counts, Samples, redact

@@ -21,8 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from migration_watch.logs.classify import _FLAG_KINDS, Classifier, Counts
+from migration_watch.logs.classify import Classifier, Counts
 from migration_watch.logs.config import LogsConfig
+from migration_watch.logs.counts import FLAG_KINDS
 from migration_watch.logs.follower import LogFollower
 from migration_watch.logs.scanner import LineStream
 from migration_watch.state import SqliteStateStore
@@ -48,7 +49,7 @@ def test_templates_are_classified_as_the_generator_says() -> None:
     classifier = Classifier.for_source(make_source(Path("/nonexistent")), LEGACY, NEW)
     for template, kinds in TEMPLATES:
         flags = classifier.classify_line(template % 123)
-        got = {FLAG_NAMES.get(k, k) for flag, k in _FLAG_KINDS if flags & flag}
+        got = {FLAG_NAMES.get(k, k) for flag, k in FLAG_KINDS if flags & flag}
         assert got == set(kinds), template
 
 

@@ -2,8 +2,9 @@
 
 * :mod:`.config`: the ``logs:`` section (:class:`LogsConfig`).
 * :mod:`.parse`: line formats (json, logfmt, text) and what a parse error is.
-* :mod:`.classify`: :class:`Classifier` (classes, per line and per 1 MiB chunk),
-  :class:`Counts`, :class:`Samples`.
+* :mod:`.classify`: :class:`Classifier` (classes, per line and per 1 MiB chunk); what it
+  counts, :class:`Counts` and :class:`Samples`, is in :mod:`.counts`, how it finds column
+  names and patterns in :mod:`.match`.
 * :mod:`.scanner`: :func:`scan_chunk`, :class:`LineStream`, :func:`scan_files` (``logs scan``).
 * :mod:`.deploy`: which lines are older than the deployment (:class:`DeployGate`,
   :class:`TimestampReader`): the pre-deploy baseline of ``log_errors``.

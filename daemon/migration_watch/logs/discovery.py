@@ -35,8 +35,8 @@ from typing import Any
 
 from migration_watch.state import LogFileCheckpoint
 
-from .classify import Counts
 from .config import FileSourceConfig
+from .counts import Counts
 from .reader import FileReader, Streams, close_fd, tail_start
 
 __all__ = [

@@ -75,8 +75,9 @@ from migration_watch.errors import StateError
 from migration_watch.state import LogFileCheckpoint, StateStore
 
 from ..clock import utcnow
-from .classify import Classifier, Counts, Samples
+from .classify import Classifier
 from .config import FileSourceConfig, LogsConfig
+from .counts import Counts, Samples
 from .deploy import TimestampReader, pre_deploy_counters, pre_deploy_from_counters
 from .discovery import FileDiscovery, FollowedFile, read_order, why
 from .reader import Streams

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from .classify import Classifier, Counts, Samples
+from .classify import Classifier
+from .counts import Counts, Samples
 from .deploy import DeployGate, TimestampReader
 from .scanner import LineStream
 

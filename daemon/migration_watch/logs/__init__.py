@@ -16,8 +16,9 @@
   :mod:`.reader` (one open file read in bounded chunks into complete lines).
 """
 
-from .classify import CLASSES, Classifier, Counts, Samples, redact
+from .classify import Classifier
 from .config import ClassesConfig, FieldsConfig, FileSourceConfig, HttpSourceConfig, LogsConfig
+from .counts import CLASSES, Counts, Samples, redact
 from .deploy import DeployGate, TimestampReader, to_micros
 from .drain import DrainIngest, DrainQueue, DrainResponse
 from .scanner import LineStream, ScanReport, scan_chunk, scan_files

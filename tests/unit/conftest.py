@@ -1,14 +1,21 @@
-"""Unit-test fixtures: configurations that need no database (an unreachable DSN)."""
+"""Fixtures of the unit tests (no database):
+
+- ``offline_config(**overrides)``: a valid :class:`Config` whose database is never reached;
+- ``logdir``, ``store``, ``clock``: a log directory, a SQLite state store and a monotonic clock
+  for the ``file`` log follower tests (helpers in :mod:`tests.logs_support`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from migration_watch.config import Config, parse_config
+from migration_watch.state import SqliteStateStore
+from tests.logs_support import Clock, close_opened
 
 
 def offline_config_data(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
@@ -37,3 +44,28 @@ def offline_config(tmp_path: Path) -> Callable[..., Config]:
         return parse_config(offline_config_data(tmp_path, **overrides), env={})
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _close_followers_and_appenders() -> Iterator[None]:
+    yield
+    close_opened()
+
+
+@pytest.fixture
+def logdir(tmp_path: Path) -> Path:
+    d = tmp_path / "logs"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStateStore]:
+    s = SqliteStateStore(tmp_path / "state.sqlite")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()

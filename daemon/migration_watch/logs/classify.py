@@ -1,5 +1,9 @@
 """Classification of log lines into the overlapping classes, per line and per chunk.
 
+What is counted (the classes, the flags, :class:`~.counts.Counts`, :class:`~.counts.Samples`)
+is in :mod:`.counts`, how names and patterns are found in lines in :mod:`.match`; both are
+re-exported here.
+
 Classes (a line may be in several; a line that fails to parse is in none):
 
 * ``error``: the level is one of ``classes.error_levels`` (strings in lower, UPPER or
@@ -41,11 +45,7 @@ paths agree. The per-line path is also what logfmt and text sources use.
 from __future__ import annotations
 
 import os
-import re
 from bisect import bisect_right
-from collections import deque
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
 from itertools import compress
 from operator import attrgetter
 from typing import Any
@@ -53,6 +53,22 @@ from typing import Any
 import msgspec
 
 from .config import ClassesConfig, FieldsConfig, Format, SourceConfig
+from .counts import (
+    BLANK,
+    CLASSES,
+    ERROR,
+    FALLBACK,
+    LEGACY_ERROR,
+    LEGACY_REFERENCE,
+    NEW_REFERENCE,
+    PARSE_ERROR,
+    SAMPLE_KINDS,
+    TRUNCATED,
+    Counts,
+    Samples,
+    redact,
+)
+from .match import NL, PatternSet, has_word, hit_ends, hit_lines
 from .parse import (
     JsonParser,
     Parser,
@@ -89,36 +105,6 @@ __all__ = [
     "redact",
 ]
 
-#: The classes, in the order they are reported.
-CLASSES = ("error", "legacy_reference", "new_reference", "legacy_error", "fallback")
-#: Kinds of samples kept: the classes plus parse errors and truncated lines.
-SAMPLE_KINDS = (*CLASSES, "parse_error", "truncated")
-
-# Per-line flags returned by Classifier.classify_line.
-ERROR = 1
-LEGACY_REFERENCE = 2
-NEW_REFERENCE = 4
-LEGACY_ERROR = 8
-FALLBACK = 16
-PARSE_ERROR = 32
-TRUNCATED = 64
-BLANK = 128
-_FLAG_KINDS = (
-    (ERROR, "error"),
-    (LEGACY_REFERENCE, "legacy_reference"),
-    (NEW_REFERENCE, "new_reference"),
-    (LEGACY_ERROR, "legacy_error"),
-    (FALLBACK, "fallback"),
-    (PARSE_ERROR, "parse_error"),
-    (TRUNCATED, "truncated"),
-)
-
-_IDENT = bytes(1 if chr(b).isascii() and (chr(b).isalnum() or b == 0x5F) else 0 for b in range(256))
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-_SIMPLE_ESCAPES = frozenset(b"nrtbf")
-_BACKSLASH = 0x5C
-_NL = b"\n"
-
 
 def native_module() -> Any:
     """The C extension ``_fastscan`` when built and not switched off by ``PURE_PYTHON_ENV``,
@@ -131,295 +117,6 @@ def native_module() -> Any:
 def native_available() -> bool:
     """Whether the C chunk path is used (see :func:`native_module`)."""
     return native_module() is not None
-
-
-# --------------------------------------------------------------------------- counts
-
-
-@dataclass(slots=True)
-class Counts:
-    """Line counters. Mutable accumulator; ``+``/``-`` give new objects (window deltas)."""
-
-    lines: int = 0
-    bytes: int = 0
-    error: int = 0
-    legacy_reference: int = 0
-    new_reference: int = 0
-    legacy_error: int = 0
-    fallback: int = 0
-    parse_errors: int = 0
-    truncated: int = 0
-
-    def add(self, other: Counts) -> None:
-        """Add ``other`` into this object."""
-        for f in _COUNT_FIELDS:
-            setattr(self, f, getattr(self, f) + getattr(other, f))
-
-    def add_line(self, flags: int, nbytes: int) -> None:
-        """Count one line classified as ``flags`` (see :meth:`Classifier.classify_line`)."""
-        self.lines += 1
-        self.bytes += nbytes
-        if flags & 0x7F:
-            if flags & ERROR:
-                self.error += 1
-            if flags & LEGACY_REFERENCE:
-                self.legacy_reference += 1
-            if flags & NEW_REFERENCE:
-                self.new_reference += 1
-            if flags & LEGACY_ERROR:
-                self.legacy_error += 1
-            if flags & FALLBACK:
-                self.fallback += 1
-            if flags & PARSE_ERROR:
-                self.parse_errors += 1
-            if flags & TRUNCATED:
-                self.truncated += 1
-
-    def copy(self) -> Counts:
-        return Counts(**self.to_dict())
-
-    def __add__(self, other: Counts) -> Counts:
-        out = self.copy()
-        out.add(other)
-        return out
-
-    def __sub__(self, other: Counts) -> Counts:
-        return Counts(**{f: getattr(self, f) - getattr(other, f) for f in _COUNT_FIELDS})
-
-    def classes(self) -> dict[str, int]:
-        """``{"error": N, "legacy_reference": N, …}`` in :data:`CLASSES` order."""
-        return {c: getattr(self, c) for c in CLASSES}
-
-    def to_dict(self) -> dict[str, int]:
-        return {f: getattr(self, f) for f in _COUNT_FIELDS}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, int]) -> Counts:
-        return cls(**{f: int(data.get(f, 0)) for f in _COUNT_FIELDS})
-
-
-_COUNT_FIELDS = tuple(f.name for f in fields(Counts))
-
-
-# --------------------------------------------------------------------------- samples
-
-_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]+"), r"\1\2[REDACTED]"),
-    (
-        re.compile(
-            r"(?i)\b(authorization|apikey|api_key|api-key|x-api-key|access_token|refresh_token"
-            r"|token|password|passwd|pwd|secret|client_secret|service_role_key|signature|sig)"
-            r"(\\?[\"']?\s*[:=]\s*\\?[\"']?)([^\"'\\&\s,;}]+)"
-        ),
-        r"\1\2[REDACTED]",
-    ),
-    (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s\"']+:)[^@\s\"']+@"), r"\1[REDACTED]@"),
-    (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s\"']+:)[^@\s\"'/]+$"), r"\1[REDACTED]"),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), "[REDACTED]"),
-)
-_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def redact(text: str) -> str:
-    """Mask bearer/basic credentials, ``password=``/``apikey=`` values, DSN passwords, JWTs."""
-    for pattern, replacement in _REDACTIONS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-class Samples:
-    """The last few lines of each kind, kept raw (bounded) and redacted when read."""
-
-    def __init__(self, per_kind: int = 5, chars: int = 300) -> None:
-        self.per_kind = per_kind
-        self.chars = chars
-        self._keep = chars * 4
-        self._lines: dict[str, deque[bytes]] = {k: deque(maxlen=per_kind) for k in SAMPLE_KINDS}
-
-    def add(self, kind: str, line: bytes) -> None:
-        if self.per_kind:
-            self._lines[kind].append(line[: self._keep])
-
-    def add_flags(self, flags: int, line: bytes) -> None:
-        for flag, kind in _FLAG_KINDS:
-            if flags & flag:
-                self.add(kind, line)
-
-    def extend(self, kind: str, lines: Iterable[bytes]) -> None:
-        for line in lines:
-            self.add(kind, line)
-
-    def merge(self, other: Samples) -> None:
-        for kind, lines in other._lines.items():
-            self.extend(kind, lines)
-
-    def get(self, kind: str) -> list[str]:
-        """Redacted, printable, truncated lines of one kind, oldest first."""
-        out = []
-        for raw in self._lines[kind]:
-            text = raw.rstrip(b"\r").decode("utf-8", "replace")
-            text = _UNPRINTABLE.sub("?", redact(text)).replace("\t", " ")
-            if len(text) > self.chars:
-                text = text[: self.chars - 1] + "…"
-            out.append(text)
-        return out
-
-    def snapshot(self) -> dict[str, list[str]]:
-        """Every kind that has samples."""
-        return {k: self.get(k) for k in SAMPLE_KINDS if self._lines[k]}
-
-
-# --------------------------------------------------------------------------- matching
-
-
-def _odd_backslashes(buf: bytes, k: int) -> bool:
-    """Whether ``buf[:k + 1]`` ends with an odd number of backslashes."""
-    n = 0
-    while k >= 0 and buf[k] == _BACKSLASH:
-        n += 1
-        k -= 1
-    return n % 2 == 1
-
-
-def _escape_ends_at(buf: bytes, i: int) -> bool:
-    """Whether ``buf[:i]`` ends with a JSON escape of a non-identifier character.
-
-    The ``\\uXXXX`` form is tried first: ``\\u00eb`` (ë) ends with ``b`` but is not ``\\b``.
-    """
-    c = buf[i - 1]
-    if (
-        c in _HEX
-        and i >= 6
-        and buf[i - 5] == 0x75
-        and all(b in _HEX for b in buf[i - 4 : i])
-        and _odd_backslashes(buf, i - 6)
-    ):
-        code = int(buf[i - 4 : i], 16)
-        return not (code < 128 and _IDENT[code])
-    return c in _SIMPLE_ESCAPES and _odd_backslashes(buf, i - 2)
-
-
-def _has_word(text: bytes, word: bytes) -> bool:
-    """Whether ``word`` occurs in ``text`` as a whole identifier."""
-    find, n, end = text.find, len(word), len(text)
-    i = find(word)
-    while i >= 0:
-        j = i + n
-        if (j >= end or not _IDENT[text[j]]) and (
-            i == 0 or not _IDENT[text[i - 1]] or _escape_ends_at(text, i)
-        ):
-            return True
-        i = find(word, i + 1)
-    return False
-
-
-def _hit_lines(
-    buf: bytes, lit: bytes, *, word: bool, count_lines: bool
-) -> tuple[list[tuple[int, int, int]], int]:
-    """Lines of ``buf`` (complete lines) containing ``lit``: ``[(index, start, end)]``.
-
-    With ``count_lines`` the index of each line is computed and the second value is the
-    number of lines in ``buf``; without it indexes are 0 and the second value is -1.
-    """
-    out: list[tuple[int, int, int]] = []
-    find, rfind, count = buf.find, buf.rfind, buf.count
-    ident, n = _IDENT, len(lit)
-    idx = pos = 0
-    i = find(lit)
-    while i >= 0:
-        # buf ends with a newline and lit holds none, so buf[i + n] exists; buf[-1] is "\n".
-        if word and (ident[buf[i + n]] or (ident[buf[i - 1]] and not _escape_ends_at(buf, i))):
-            i = find(lit, i + 1)
-            continue
-        if count_lines:
-            idx += count(_NL, pos, i)
-            pos = i
-        e = find(_NL, i + n)
-        out.append((idx, rfind(_NL, 0, i) + 1, e))
-        i = find(lit, e)
-    return out, (idx + count(_NL, pos) if count_lines else -1)
-
-
-def _hit_ends(buf: bytes, word: bytes) -> list[int]:
-    """End offsets of the lines of ``buf`` (complete lines) containing ``word`` as a word."""
-    out: list[int] = []
-    find, ident, n = buf.find, _IDENT, len(word)
-    i = find(word)
-    while i >= 0:
-        if ident[buf[i + n]] or (ident[buf[i - 1]] and not _escape_ends_at(buf, i)):
-            i = find(word, i + 1)
-            continue
-        e = find(_NL, i + n)
-        out.append(e)
-        i = find(word, e)
-    return out
-
-
-def _longest_common(a: bytes, b: bytes) -> bytes:
-    """The longest substring of both ``a`` and ``b``."""
-    best = b""
-    for i in range(len(a)):
-        for j in range(i + len(best) + 1, len(a) + 1):
-            if a[i:j] in b:
-                best = a[i:j]
-            else:
-                break
-    return best
-
-
-class _PatternSet:
-    """Plain substrings, searched through a few prefilter literals.
-
-    Patterns sharing a substring of at least 4 bytes are grouped under it (the default
-    fallback patterns all contain ``back``), so a buffer is scanned once per group.
-    """
-
-    def __init__(self, patterns: Iterable[str]) -> None:
-        pats = tuple(dict.fromkeys(p.encode() for p in patterns))
-        self.patterns = pats
-        groups: list[tuple[bytes, list[bytes]]] = []
-        for p in pats:
-            for k, (lit, members) in enumerate(groups):
-                common = _longest_common(lit, p)
-                if len(common) >= 4:
-                    groups[k] = (common, [*members, p])
-                    break
-            else:
-                groups.append((p, [p]))
-        self.groups = tuple((lit, tuple(members)) for lit, members in groups)
-
-    def __bool__(self) -> bool:
-        return bool(self.patterns)
-
-    def in_span(self, buf: bytes, start: int, end: int) -> bool:
-        find = buf.find
-        for lit, pats in self.groups:
-            if find(lit, start, end) >= 0 and (
-                len(pats) == 1 or any(find(p, start, end) >= 0 for p in pats)
-            ):
-                return True
-        return False
-
-    def in_texts(self, texts: Iterable[bytes]) -> bool:
-        return any(p in t for t in texts for p in self.patterns)
-
-    def lines_in(self, buf: bytes) -> set[int]:
-        """Indexes of the lines of ``buf`` (complete lines) holding one of the patterns."""
-        found: set[int] = set()
-        find, count = buf.find, buf.count
-        for lit, pats in self.groups:
-            idx = pos = 0
-            i = find(lit)
-            while i >= 0:
-                idx += count(_NL, pos, i)
-                pos = i
-                e = find(_NL, i)
-                if idx not in found and (
-                    len(pats) == 1 or self.in_span(buf, buf.rfind(_NL, 0, i) + 1, e)
-                ):
-                    found.add(idx)
-                i = find(lit, e)
-        return found
 
 
 def _case_variants(value: str) -> set[str]:
@@ -481,8 +178,8 @@ class Classifier:
         exclude = list(classes.exclude)
         if format == "json":  # PHP's json_encode writes "\/wp-json\/wc\/"
             exclude += [p.replace("/", "\\/") for p in classes.exclude if "/" in p]
-        self._exclude = _PatternSet(exclude)
-        self._fallback = _PatternSet(classes.fallback)
+        self._exclude = PatternSet(exclude)
+        self._fallback = PatternSet(classes.fallback)
         self._fallback_needs_legacy = classes.fallback_requires_legacy
         for pattern in (*self._exclude.patterns, *self._fallback.patterns):
             if b"\r" in pattern or b"\n" in pattern:
@@ -610,13 +307,13 @@ class Classifier:
     def _record_flags(self, rec: Record, line: bytes) -> int:
         flags = ERROR if self._is_error(rec.level, rec.status) else 0
         texts = rec.searched
-        if any(_has_word(t, self._legacy) for t in texts) and not self._exclude.in_span(
+        if any(has_word(t, self._legacy) for t in texts) and not self._exclude.in_span(
             line, 0, len(line)
         ):
             flags |= LEGACY_REFERENCE
             if flags & ERROR:
                 flags |= LEGACY_ERROR
-        if any(_has_word(t, self._new) for t in texts):
+        if any(has_word(t, self._new) for t in texts):
             flags |= NEW_REFERENCE
         if (
             self._fallback
@@ -677,7 +374,7 @@ class Classifier:
                     samples.extend(kind, (buf[s:e] for s, e in kind_spans))
             if stop >= n:
                 break
-            e = find(_NL, stop)
+            e = find(NL, stop)
             line = buf[stop:e]
             flags = classify(line)
             counts.add_line(flags, e - stop + 1)
@@ -692,9 +389,9 @@ class Classifier:
         if n < _MIN_BISECT:
             self._scan_lines(buf, counts, samples)
             return
-        mid = buf.rfind(_NL, 0, n // 2) + 1
+        mid = buf.rfind(NL, 0, n // 2) + 1
         if mid <= 0:
-            mid = buf.find(_NL, n // 2) + 1
+            mid = buf.find(NL, n // 2) + 1
         if mid >= n:  # one huge line (or nearly): nothing to split
             self._scan_lines(buf, counts, samples)
             return
@@ -704,7 +401,7 @@ class Classifier:
     def _scan_lines(self, buf: bytes, counts: Counts, samples: Samples | None) -> None:
         find, classify, add_line = buf.find, self.classify_line, counts.add_line
         start = 0
-        e = find(_NL)
+        e = find(NL)
         while e >= 0:
             line = buf[start:e]
             flags = classify(line)
@@ -712,7 +409,7 @@ class Classifier:
             if samples is not None and flags & 0x7F:
                 samples.add_flags(flags, line)
             start = e + 1
-            e = find(_NL, start)
+            e = find(NL, start)
 
     def _scan_json_fast(self, buf: bytes, counts: Counts, samples: Samples | None) -> bool:
         """The chunk path for JSON; False (and nothing counted) when it cannot be used."""
@@ -730,7 +427,7 @@ class Classifier:
         except _DECODE_FAILURES:
             return False
 
-        legacy_hits, n_lines = _hit_lines(buf, self._legacy, word=True, count_lines=True)
+        legacy_hits, n_lines = hit_lines(buf, self._legacy, word=True, count_lines=True)
         if len(recs) != n_lines:  # cannot happen: one element per line
             return False
 
@@ -766,20 +463,20 @@ class Classifier:
         whole = self._whole_line
         texts = self._json.texts
         if whole:
-            new_ends = _hit_ends(buf, self._new)
+            new_ends = hit_ends(buf, self._new)
             new_count = len(new_ends)
         else:
-            new_hits, _ = _hit_lines(buf, self._new, word=True, count_lines=True)
+            new_hits, _ = hit_lines(buf, self._new, word=True, count_lines=True)
             new_ends = [
                 e
                 for idx, _s, e in new_hits
-                if any(_has_word(t, self._new) for t in texts(recs[idx]))
+                if any(has_word(t, self._new) for t in texts(recs[idx]))
             ]
             new_count = len(new_ends)
 
         if not whole:  # the column must be in one of the searched fields
             legacy_hits = [
-                h for h in legacy_hits if any(_has_word(t, self._legacy) for t in texts(recs[h[0]]))
+                h for h in legacy_hits if any(has_word(t, self._legacy) for t in texts(recs[h[0]]))
             ]
         legacy = legacy_hits
         fallbacks: list[tuple[int, int, int]] = []
@@ -829,7 +526,7 @@ class Classifier:
             ):
                 samples.extend(kind, (buf[s:e] for _, s, e in hits[-k:]))
             samples.extend(
-                "new_reference", (buf[buf.rfind(_NL, 0, e) + 1 : e] for e in new_ends[-k:])
+                "new_reference", (buf[buf.rfind(NL, 0, e) + 1 : e] for e in new_ends[-k:])
             )
         return True
 
@@ -839,7 +536,7 @@ class Classifier:
         assert self._json is not None
         found: dict[int, tuple[int, int, int]] = {}
         for lit, _pats in self._fallback.groups:
-            hits, _ = _hit_lines(buf, lit, word=False, count_lines=not whole)
+            hits, _ = hit_lines(buf, lit, word=False, count_lines=not whole)
             for hit in hits:
                 idx, s, e = hit
                 if s in found:
@@ -863,7 +560,7 @@ class Classifier:
             a = bisect_right(anchors, idx, key=lambda h: h[0]) - 1
             cur, start = (anchors[a][0], anchors[a][1]) if a >= 0 else (0, 0)
             while cur < idx:
-                start = find(_NL, start) + 1
+                start = find(NL, start) + 1
                 cur += 1
-            out.append(buf[start : find(_NL, start)])
+            out.append(buf[start : find(NL, start)])
         return out

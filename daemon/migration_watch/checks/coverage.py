@@ -33,7 +33,7 @@ from ..results import Result
 from .catalog import IndexInfo, TableInfo, absent_results
 
 if TYPE_CHECKING:
-    from . import CheckContext
+    from .suite import CheckContext
 
 __all__ = [
     "CoverageCounts",

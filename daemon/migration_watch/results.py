@@ -6,9 +6,9 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-__all__ = ["Result", "Status", "overall_status"]
+__all__ = ["Result", "ResultFields", "Status", "overall_status"]
 
 
 class Status(enum.StrEnum):
@@ -19,6 +19,16 @@ class Status(enum.StrEnum):
     FAIL = "fail"
     ERROR = "error"
     SKIPPED = "skipped"
+
+
+class ResultFields(TypedDict, total=False):
+    """The optional fields a :class:`Result` constructor takes (left out: the defaults)."""
+
+    observed: Mapping[str, Any]
+    threshold: Any
+    details: Mapping[str, Any]
+    table: str | None
+    measured_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,45 @@ class Result:
     table: str | None = None
     measured_at: datetime | None = None
     duration_seconds: float = 0.0
+
+    # One constructor per status, so a check states its verdict rather than a ``Result(...)``
+    # block. ``message`` is what the results show; ``reason`` says why nothing was judged.
+
+    @classmethod
+    def passed(
+        cls, check: str, subject: str, message: str = "", **fields: Unpack[ResultFields]
+    ) -> Result:
+        """Measured and fine."""
+        return cls(check, subject, Status.PASS, message=message, **fields)
+
+    @classmethod
+    def failed(
+        cls, check: str, subject: str, message: str = "", **fields: Unpack[ResultFields]
+    ) -> Result:
+        """Measured and wrong."""
+        return cls(check, subject, Status.FAIL, message=message, **fields)
+
+    @classmethod
+    def pass_if(
+        cls, ok: bool, check: str, subject: str, message: str = "", **fields: Unpack[ResultFields]
+    ) -> Result:
+        """:meth:`passed` when ``ok`` else :meth:`failed`, with the same fields either way."""
+        status = Status.PASS if ok else Status.FAIL
+        return cls(check, subject, status, message=message, **fields)
+
+    @classmethod
+    def errored(
+        cls, check: str, subject: str, *, reason: str, **fields: Unpack[ResultFields]
+    ) -> Result:
+        """Could not be measured (database down, timeout, permission)."""
+        return cls(check, subject, Status.ERROR, message=reason, **fields)
+
+    @classmethod
+    def skipped(
+        cls, check: str, subject: str, *, reason: str, **fields: Unpack[ResultFields]
+    ) -> Result:
+        """Not applicable (table absent, extension missing, no baseline)."""
+        return cls(check, subject, Status.SKIPPED, message=reason, **fields)
 
     def to_json(self) -> dict[str, Any]:
         """The shape of one entry of ``check --once --format json``'s ``checks`` list."""

@@ -19,8 +19,8 @@ import psycopg
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from migration_watch.baseline import measure_probe, plan_summary, record_baseline, scan_nodes
-from migration_watch.checks.latency import analyze_plan, evaluate_latency, run_latency, subjects
+from migration_watch.baseline import measure_probe, record_baseline
+from migration_watch.checks.latency import run_latency, subjects
 from migration_watch.config import Config
 from migration_watch.db import Database
 from migration_watch.probes import (
@@ -240,65 +240,7 @@ def test_unreachable_database_errors_every_probe_once(make_config: MakeConfig) -
     assert all("unreachable" in r.message or "refused" in r.message for r in results)
 
 
-# --------------------------------------------------------------------------- pure parts
-
-
-def _plan(*nodes: dict[str, Any]) -> list[dict[str, Any]]:
-    root = dict(nodes[0])
-    cur = root
-    for n in nodes[1:]:
-        child = dict(n)
-        cur["Plans"] = [child]
-        cur = child
-    return [{"Plan": root, "Execution Time": 1.0}]
-
-
-def test_analyze_plan() -> None:
-    index_scan = _plan(
-        {"Node Type": "Limit"},
-        {"Node Type": "Bitmap Heap Scan", "Relation Name": "conversations", "Alias": "c"},
-        {"Node Type": "Bitmap Index Scan", "Index Name": INDEX},
-    )
-    v = analyze_plan(index_scan, "public." + INDEX, "public.conversations")
-    assert v.ok and v.index_nodes == (f"Bitmap Index Scan on {INDEX}",)
-    assert v.scan_nodes == ("Bitmap Heap Scan on conversations c", f"Bitmap Index Scan on {INDEX}")
-
-    other_index = _plan(
-        {"Node Type": "Limit"},
-        {"Node Type": "Index Scan", "Index Name": "idx_conversations_created_at",
-         "Relation Name": "conversations", "Scan Direction": "Backward"},
-    )  # fmt: skip
-    v = analyze_plan(other_index, INDEX, "conversations")
-    assert not v.ok and not v.seq_scan
-    assert v.scan_nodes == (
-        "Index Scan Backward using idx_conversations_created_at on conversations",
-    )
-
-    seq = _plan(
-        {"Node Type": "Gather Merge"},
-        {"Node Type": "Seq Scan", "Relation Name": "conversations", "Parallel Aware": True},
-    )
-    v = analyze_plan(seq, INDEX, "conversations")
-    assert v.seq_scan and not v.uses_index
-    assert v.scan_nodes == ("Parallel Seq Scan on conversations",)
-    # A Seq Scan of another table is not the probe's concern.
-    assert not analyze_plan(seq, INDEX, "messages").seq_scan
-    assert scan_nodes({"Plan": {"Node Type": "Result"}}) == []
-    assert plan_summary(index_scan)[2] == f"    -> Bitmap Index Scan on {INDEX}"
-
-
-def test_evaluate_latency_threshold_and_noise_floor() -> None:
-    cfg = LatencyCheckConfig()  # +10%, 1 ms floor
-    assert evaluate_latency(0.020, 0.010, cfg)[0] is Status.FAIL  # +100%, +10 ms
-    status, ratio, limit = evaluate_latency(0.0109, 0.010, cfg)
-    assert status is Status.PASS and ratio == pytest.approx(1.09) and limit == pytest.approx(0.011)
-    assert evaluate_latency(0.0056, 0.005, cfg)[0] is Status.PASS  # +12% but only +0.6 ms
-    assert evaluate_latency(0.0056, 0.005, LatencyCheckConfig(noise_floor=0))[0] is Status.FAIL
-    assert evaluate_latency(0.00009, 0.00003, cfg)[0] is Status.PASS  # 3x of nothing
-    assert evaluate_latency(0.5, 0.0, cfg)[1] is None
-    assert LatencyCheckConfig.model_validate({"noise_floor": "250ms"}).noise_floor == timedelta(
-        milliseconds=250
-    )
+# --------------------------------------------------------------------------- probe config
 
 
 @pytest.mark.parametrize(

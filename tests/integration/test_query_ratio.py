@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from migration_watch.checks.query_ratio import QueryRatioTracker, classify_statement
+from migration_watch.checks.query_ratio import QueryRatioTracker
 from migration_watch.config import Config
 from migration_watch.db import Database
 from migration_watch.results import Status
@@ -31,31 +31,6 @@ def traffic(conn: psycopg.Connection[Any], legacy: int, new: int, both: int) -> 
             "SELECT id FROM public.conversations WHERE organization_id = %s OR customer_id = %s",
             (ZERO, ZERO),
         )
-
-
-def test_classification() -> None:
-    tables = ("conversations", "scraper_configs")
-    c = "customer_id"
-    n = "organization_id"
-    assert (
-        classify_statement("SELECT * FROM conversations WHERE customer_id = $1", tables, c, n)
-        == "legacy"
-    )
-    assert (
-        classify_statement('SELECT "public"."conversations"."organization_id" FROM x', tables, c, n)
-        == "new"
-    )
-    assert (
-        classify_statement("SELECT * FROM conversations WHERE customer_ids = $1", tables, c, n)
-        is None
-    )
-    assert classify_statement("SELECT customer_id FROM orders", tables, c, n) is None
-    assert (
-        classify_statement(
-            "/* migration-watch */ SELECT customer_id FROM conversations", tables, c, n
-        )
-        is None
-    )
 
 
 def test_deltas_between_polls_and_reset(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,9 +12,18 @@ from psycopg.rows import DictRow
 
 from ..config import MigrationConfig, TableConfig
 from ..db import tagged
-from ..results import Result, Status
+from ..results import Result
 
-__all__ = ["IndexInfo", "TableInfo", "absent_results", "fetch_table_info"]
+__all__ = [
+    "IndexInfo",
+    "TableAccess",
+    "TableInfo",
+    "absent_results",
+    "fetch_table_info",
+    "primary_key",
+    "rls_applies",
+    "rows_hidden_because",
+]
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,23 @@ def _null_predicate(column: str) -> re.Pattern[str]:
     return re.compile(rf'\(*\s*"?{col}"?\s+IS\s+NULL\s*\)*', re.IGNORECASE)
 
 
+# --------------------------------------------------------------------------- measure
+
+
+@dataclass(frozen=True)
+class TableAccess:
+    """What the catalogs say about this role's view of a table (``pg_class`` + ``pg_roles``)."""
+
+    role: str
+    can_select: bool
+    rls_enabled: bool
+    rls_forced: bool
+    #: The role owns the table (the owner bypasses RLS unless it is forced).
+    owned: bool
+    #: The role is a superuser or has BYPASSRLS.
+    exempt: bool
+
+
 def fetch_table_info(
     cur: psycopg.Cursor[DictRow], table: TableConfig, migration: MigrationConfig
 ) -> TableInfo:
@@ -94,6 +121,36 @@ def fetch_table_info(
     if row is None:
         return TableInfo(table=table, exists=False)
     oid = int(row["oid"])
+    access = TableAccess(
+        role=row["role"],
+        can_select=bool(row["can_select"]),
+        rls_enabled=bool(row["relrowsecurity"]),
+        rls_forced=bool(row["relforcerowsecurity"]),
+        owned=bool(row["owned"]),
+        exempt=bool(row["exempt"]),
+    )
+    columns, attnums = _fetch_columns(cur, oid)
+    indexes, catalog_pk = _fetch_indexes(cur, oid, {n: a for a, n in attnums.items()})
+    open_policies = (
+        _count_open_policies(cur, table) if access.can_select and rls_applies(access) else None
+    )
+    return TableInfo(
+        table=table,
+        exists=True,
+        oid=oid,
+        reltuples=float(row["reltuples"]),
+        relpages=int(row["relpages"]),
+        rls_enabled=access.rls_enabled,
+        columns=columns,
+        attnums=attnums,
+        primary_key=primary_key(table, columns, catalog_pk),
+        indexes=indexes,
+        rls_hides_rows=rows_hidden_because(table, access, open_policies),
+    )
+
+
+def _fetch_columns(cur: psycopg.Cursor[DictRow], oid: int) -> tuple[dict[str, str], dict[str, int]]:
+    """``name -> type`` and ``name -> attnum`` of the table's live columns."""
     cur.execute(
         tagged(
             "SELECT a.attname, a.attnum, pg_catalog.format_type(a.atttypid, a.atttypmod)"
@@ -104,11 +161,16 @@ def fetch_table_info(
     )
     columns: dict[str, str] = {}
     attnums: dict[str, int] = {}
-    by_num: dict[int, str] = {}
     for r in cur.fetchall():
         columns[r["attname"]] = r["type"]
         attnums[r["attname"]] = int(r["attnum"])
-        by_num[int(r["attnum"])] = r["attname"]
+    return columns, attnums
+
+
+def _fetch_indexes(
+    cur: psycopg.Cursor[DictRow], oid: int, by_num: dict[int, str]
+) -> tuple[dict[str, IndexInfo], str | None]:
+    """The table's indexes by name, and the single-column primary key the catalogs show."""
     cur.execute(
         tagged(
             "SELECT ic.relname AS name, i.indisvalid, i.indisready, i.indisprimary,"
@@ -122,12 +184,12 @@ def fetch_table_info(
         (oid,),
     )
     indexes: dict[str, IndexInfo] = {}
-    primary_key: str | None = None
+    primary: str | None = None
     for r in cur.fetchall():
         keys: list[Any] = list(r["keys"] or [])[: int(r["indnkeyatts"])]
         key_nums = tuple(int(k) for k in keys)
         if r["indisprimary"] and len(key_nums) == 1 and key_nums[0] in by_num:
-            primary_key = by_num[key_nums[0]]
+            primary = by_num[key_nums[0]]
         indexes[r["name"]] = IndexInfo(
             name=r["name"],
             valid=bool(r["indisvalid"]),
@@ -136,61 +198,69 @@ def fetch_table_info(
             predicate=r["predicate"],
             idx_scan=None if r["idx_scan"] is None else int(r["idx_scan"]),
         )
-    rls_hides_rows = None
-    if not row["can_select"]:
-        rls_hides_rows = (
-            f"permission denied: role {row['role']} lacks SELECT on {table.qualified}"
+    return indexes, primary
+
+
+def _count_open_policies(cur: psycopg.Cursor[DictRow], table: TableConfig) -> int:
+    """Permissive ``SELECT`` policies ``USING (true)`` that apply to this role."""
+    cur.execute(
+        tagged(
+            "SELECT count(*) AS n FROM pg_catalog.pg_policies"
+            " WHERE schemaname = %s AND tablename = %s AND permissive = 'PERMISSIVE'"
+            " AND cmd IN ('SELECT', 'ALL') AND btrim(qual, '() ') = 'true'"
+            " AND (roles && ARRAY['public', current_user]::name[])"
+        ),
+        (table.schema_, table.name),
+    )
+    see_all = cur.fetchone()
+    return int(see_all["n"]) if see_all and see_all["n"] else 0
+
+
+# --------------------------------------------------------------------------- judge
+
+
+def rls_applies(access: TableAccess) -> bool:
+    """Row-level security filters this role's rows: enabled, the role not exempt, and not the
+    owner of a table whose RLS is not forced."""
+    return access.rls_enabled and not access.exempt and not (access.owned and not access.rls_forced)
+
+
+def rows_hidden_because(
+    table: TableConfig, access: TableAccess, open_policies: int | None
+) -> str | None:
+    """Why this role would see fewer rows than there are (counts would be wrong), or ``None``.
+
+    ``open_policies``: policies that let the role see every row (``None``: not looked up)."""
+    if not access.can_select:
+        return (
+            f"permission denied: role {access.role} lacks SELECT on {table.qualified}"
             " (see README: least privilege)"
         )
-    elif (
-        row["relrowsecurity"]
-        and not row["exempt"]
-        and not (row["owned"] and not row["relforcerowsecurity"])
-    ):
-        cur.execute(
-            tagged(
-                "SELECT count(*) AS n FROM pg_catalog.pg_policies"
-                " WHERE schemaname = %s AND tablename = %s AND permissive = 'PERMISSIVE'"
-                " AND cmd IN ('SELECT', 'ALL') AND btrim(qual, '() ') = 'true'"
-                " AND (roles && ARRAY['public', current_user]::name[])"
-            ),
-            (table.schema_, table.name),
+    if rls_applies(access) and not open_policies:
+        return (
+            f"row-level security on {table.qualified} hides rows from role {access.role}:"
+            " counts would be wrong (give the role BYPASSRLS or a SELECT policy"
+            " USING (true), see README: least privilege)"
         )
-        see_all = cur.fetchone()
-        if not see_all or not see_all["n"]:
-            rls_hides_rows = (
-                f"row-level security on {table.qualified} hides rows from role {row['role']}:"
-                " counts would be wrong (give the role BYPASSRLS or a SELECT policy"
-                " USING (true), see README: least privilege)"
-            )
+    return None
+
+
+def primary_key(
+    table: TableConfig, columns: Mapping[str, str], catalog_pk: str | None
+) -> str | None:
+    """The configured primary key when the table has that column, else the catalog's."""
     if table.primary_key is not None:
-        primary_key = table.primary_key if table.primary_key in columns else None
-    return TableInfo(
-        table=table,
-        exists=True,
-        oid=oid,
-        reltuples=float(row["reltuples"]),
-        relpages=int(row["relpages"]),
-        rls_enabled=bool(row["relrowsecurity"]),
-        columns=columns,
-        attnums=attnums,
-        primary_key=primary_key,
-        indexes=indexes,
-        rls_hides_rows=rls_hides_rows,
-    )
+        return table.primary_key if table.primary_key in columns else None
+    return catalog_pk
 
 
 def absent_results(info: TableInfo, pairs: list[tuple[str, str]], message: str) -> list[Result]:
     """Results for a table (or column) that is not there: ``fail``, or ``skipped`` for an
     optional table that does not exist."""
-    t = info.table
-    status = Status.FAIL
+    q = info.table.qualified
+    if not info.exists and not info.table.required:
+        reason = f"optional table {q} does not exist"
+        return [Result.skipped(c, s, reason=reason, table=q) for c, s in pairs]
     if not info.exists:
-        if t.required:
-            message = f"required table {t.qualified} does not exist"
-        else:
-            status, message = Status.SKIPPED, f"optional table {t.qualified} does not exist"
-    return [
-        Result(check=c, subject=s, status=status, message=message, table=t.qualified)
-        for c, s in pairs
-    ]
+        message = f"required table {q} does not exist"
+    return [Result.failed(c, s, message, table=q) for c, s in pairs]

@@ -45,7 +45,7 @@ from ..config import Config
 from ..db import Database
 from ..errors import DatabaseError
 from ..probes import IndexPlanCheckConfig, LatencyCheckConfig, ProbeConfig
-from ..results import Result, Status
+from ..results import Result, ResultFields, Status
 from ..state import Baseline, ProbeBaseline
 
 __all__ = [
@@ -54,6 +54,8 @@ __all__ = [
     "analyze_plan",
     "check_settings",
     "evaluate_latency",
+    "judge_index_plan",
+    "judge_latency",
     "run_latency",
     "subjects",
 ]
@@ -99,7 +101,9 @@ def subjects(
     return out
 
 
-# --------------------------------------------------------------------------- pure parts
+# --------------------------------------------------------------------------- judge (pure)
+# The measurement is :func:`~migration_watch.baseline.measure_probe` (a ProbeMeasurement), the
+# same function that records the baseline, so both sides are measured alike.
 
 
 def evaluate_latency(
@@ -148,24 +152,13 @@ def analyze_plan(plan: Any, index: str, table: str | None) -> PlanVerdict:
     )
 
 
-# --------------------------------------------------------------------------- the checks
-
-
-def _watched_table(config: Config, probe: ProbeConfig) -> str | None:
-    if probe.table is None:
-        return None
-    for t in config.migration.tables:
-        if probe.table in (t.name, t.qualified):
-            return t.qualified
-    return probe.table
-
-
-def _latency_result(
+def judge_latency(
     probe: ProbeConfig,
     m: ProbeMeasurement,
     base: ProbeBaseline | None,
     cfg: LatencyCheckConfig,
 ) -> Result:
+    """``latency`` of one probe: its median against the recorded baseline."""
     median = m.median_seconds
     observed: dict[str, Any] = {
         "median_seconds": median,
@@ -186,33 +179,24 @@ def _latency_result(
         "timings": list(m.timings),
         "buffers": m.buffers(),
     }
+    fields: ResultFields = {"observed": observed, "threshold": threshold, "details": details}
     if base is None:
-        return Result(
-            check="latency",
-            subject=probe.subject,
-            status=Status.SKIPPED,
-            observed=observed,
-            threshold=threshold,
-            details=details,
-            message=f"no baseline recorded for probe {probe.name}"
-            f" (run `migration-watch baseline record`); median {median * 1000:.3f} ms",
+        reason = (
+            f"no baseline recorded for probe {probe.name}"
+            f" (run `migration-watch baseline record`); median {median * 1000:.3f} ms"
         )
+        return Result.skipped("latency", probe.subject, reason=reason, **fields)
     observed["baseline_seconds"] = base.median_seconds
     details["baseline_recorded_timings"] = list(base.timings)
     recorded = base.details.get("fingerprint")
     method = base.details.get("method", TIMING_METHOD)
     if (recorded is not None and recorded != probe_fingerprint(probe)) or method != TIMING_METHOD:
         why = "measured differently" if method != TIMING_METHOD else "its SQL or params changed"
-        return Result(
-            check="latency",
-            subject=probe.subject,
-            status=Status.SKIPPED,
-            observed=observed,
-            threshold=threshold,
-            details=details,
-            message=f"the baseline of probe {probe.name} is not comparable ({why} since it was"
-            " recorded); record the baseline again",
+        reason = (
+            f"the baseline of probe {probe.name} is not comparable ({why} since it was"
+            " recorded); record the baseline again"
         )
+        return Result.skipped("latency", probe.subject, reason=reason, **fields)
     status, ratio, limit = evaluate_latency(median, base.median_seconds, cfg)
     observed["ratio"] = None if ratio is None else round(ratio, 6)
     threshold["max_seconds"] = limit
@@ -222,20 +206,11 @@ def _latency_result(
         f"median {median * 1000:.3f} ms vs baseline {base.median_seconds * 1000:.3f} ms"
         f" ({change}), {verb} the +{cfg.max_regression:.0%} limit"
     )
-    return Result(
-        check="latency",
-        subject=probe.subject,
-        status=status,
-        observed=observed,
-        threshold=threshold,
-        details=details,
-        message=message,
-    )
+    return Result.pass_if(status is Status.PASS, "latency", probe.subject, message, **fields)
 
 
-def _index_plan_result(
-    probe: ProbeConfig, m: ProbeMeasurement, base: ProbeBaseline | None
-) -> Result:
+def judge_index_plan(probe: ProbeConfig, m: ProbeMeasurement, base: ProbeBaseline | None) -> Result:
+    """``index_plan`` of one probe: does its plan use the expected index, without a Seq Scan?"""
     assert probe.expect_index is not None
     v = analyze_plan(m.plan, probe.expect_index, probe.table)
     index = probe.index_name
@@ -251,10 +226,11 @@ def _index_plan_result(
     details: dict[str, Any] = {"plan": plan_summary(m.plan)}
     if base is not None and "scan_nodes" in base.details:
         details["baseline_scan_nodes"] = list(base.details["scan_nodes"])
-    return Result(
-        check="index_plan",
-        subject=probe.subject,
-        status=Status.PASS if v.ok else Status.FAIL,
+    return Result.pass_if(
+        v.ok,
+        "index_plan",
+        probe.subject,
+        message,
         observed={
             "uses_index": v.uses_index,
             "seq_scan": v.seq_scan,
@@ -262,8 +238,19 @@ def _index_plan_result(
         },
         threshold={"expect_index": probe.expect_index, "table": probe.table},
         details=details,
-        message=message,
     )
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+def _watched_table(config: Config, probe: ProbeConfig) -> str | None:
+    if probe.table is None:
+        return None
+    for t in config.migration.tables:
+        if probe.table in (t.name, t.qualified):
+            return t.qualified
+    return probe.table
 
 
 def run_latency(
@@ -306,9 +293,9 @@ def run_latency(
             base = baseline.probe(probe.name) if baseline is not None else None
             out = []
             if want_latency:
-                out.append(_latency_result(probe, m, base, lat))
+                out.append(judge_latency(probe, m, base, lat))
             if want_plan:
-                out.append(_index_plan_result(probe, m, base))
+                out.append(judge_index_plan(probe, m, base))
         except Exception as exc:  # noqa: BLE001 - a failing probe never kills the suite
             message = (
                 str(exc)
@@ -318,10 +305,7 @@ def run_latency(
             if isinstance(exc, DatabaseError) and exc.kind in _CONNECTION_KINDS:
                 down = message
             bound.warning("probe could not be measured", checks=pairs, error=message)
-            out = [
-                Result(check=c, subject=probe.subject, status=Status.ERROR, message=message)
-                for c in pairs
-            ]
+            out = [Result.errored(c, probe.subject, reason=message) for c in pairs]
         elapsed = time.perf_counter() - start
         for r in out:
             results.append(replace(r, table=table, measured_at=now, duration_seconds=elapsed))

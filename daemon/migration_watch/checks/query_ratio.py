@@ -26,10 +26,18 @@ from psycopg.rows import DictRow
 
 from ..config import Config
 from ..db import SQL_TAG, Database, pg_stat_statements_location, tagged
-from ..errors import DatabaseError
-from ..results import Result, Status
+from ..results import Result
 
-__all__ = ["USAGES", "PollDelta", "QueryRatioTracker", "Snapshot", "classify_statement"]
+__all__ = [
+    "USAGES",
+    "PollDelta",
+    "QueryRatioTracker",
+    "RatioWindow",
+    "Snapshot",
+    "classify_statement",
+    "count_deltas",
+    "judge_query_ratio",
+]
 
 USAGES = ("legacy", "new", "both")
 _TAG = SQL_TAG.strip()
@@ -107,6 +115,30 @@ class PollDelta:
     @property
     def legacy_ratio(self) -> float | None:
         return None if self.total == 0 else self.counts.get("legacy", 0) / self.total
+
+
+def count_deltas(
+    prev: Snapshot | None,
+    calls: Mapping[tuple[int, int], int],
+    classes: Mapping[tuple[int, int], str | None],
+    stats_reset: datetime | None,
+) -> tuple[dict[str, int], bool]:
+    """Calls by usage since ``prev`` (all of them without one), and whether the statistics were
+    reset since (``stats_reset`` moved). A statement whose calls went down was reset or evicted
+    and came back: it counts from 0."""
+    reset = prev is not None and stats_reset is not None and stats_reset != prev.stats_reset
+    counts = dict.fromkeys(USAGES, 0)
+    for key, n in calls.items():
+        usage = classes.get(key)
+        if usage is None:
+            continue
+        if prev is None or reset:
+            added = n
+        else:
+            before = prev.calls.get(key, 0)
+            added = n - before if n >= before else n
+        counts[usage] += added
+    return counts, reset
 
 
 @dataclass
@@ -264,18 +296,7 @@ class QueryRatioTracker:
         for userid, queryid, n, _ in rows:
             calls[(userid, queryid)] = calls.get((userid, queryid), 0) + n
         cumulative = prev is None
-        reset = prev is not None and stats_reset is not None and stats_reset != prev.stats_reset
-        counts = dict.fromkeys(USAGES, 0)
-        for key, n in calls.items():
-            usage = self._classes.get(key)
-            if usage is None:
-                continue
-            if prev is None or reset:
-                added = n
-            else:
-                before = prev.calls.get(key, 0)
-                added = n - before if n >= before else n
-            counts[usage] += added
+        counts, reset = count_deltas(prev, calls, self._classes, stats_reset)
         self._snapshot = Snapshot(taken_at=now, calls=calls, stats_reset=stats_reset)
         window = None if prev is None else max(0.0, (now - prev.taken_at).total_seconds())
         delta = PollDelta(
@@ -297,47 +318,62 @@ class QueryRatioTracker:
     # ----------------------------------------------------------------- the check
     def check(self, db: Database, cfg: Config, now: datetime) -> Result:
         """Poll, then report the window since the previous check run, and start a new one."""
-        try:
-            delta = self.poll(db, cfg, now)
-        except DatabaseError:
-            raise
+        delta = self.poll(db, cfg, now)  # a DatabaseError propagates: the suite makes it error
         if delta is None:
-            return Result(
-                check="query_ratio",
-                subject="database",
-                status=Status.SKIPPED,
-                message=self.unavailable_reason or "pg_stat_statements unavailable",
-            )
+            reason = self.unavailable_reason or "pg_stat_statements unavailable"
+            return Result.skipped("query_ratio", "database", reason=reason)
         with self._lock:
             window = self._window
             self._window = _Window(since=now)
-        total = sum(window.counts.values())
-        ratio = None if total == 0 else window.counts["legacy"] / total
-        since = window.since or now
-        observed: dict[str, Any] = {
-            **window.counts,
-            "legacy_ratio": None if ratio is None else round(ratio, 6),
-            "window_seconds": round((now - since).total_seconds(), 3),
-            "cumulative": window.cumulative,
-        }
-        limit = cfg.checks.query_ratio.max_legacy_ratio
-        failed = limit is not None and ratio is not None and ratio > limit
-        m = cfg.migration
-        if total == 0:
-            message = "no statements on the watched tables in this window"
-        else:
-            message = (
-                f"{ratio:.1%} of {total} calls use only {m.legacy_column}"
-                f" ({window.counts['new']} {m.new_column}, {window.counts['both']} both)"
-            )
-        if window.cumulative:
-            message += "; first poll since start-up: cumulative counts"
-        return Result(
-            check="query_ratio",
-            subject="database",
-            status=Status.FAIL if failed else Status.PASS,
-            observed=observed,
-            threshold={"max_legacy_ratio": limit},
-            details={"since": since.isoformat()},
-            message=message,
+        closed = RatioWindow(
+            counts=dict(window.counts), since=window.since or now, cumulative=window.cumulative
         )
+        return judge_query_ratio(cfg, closed, now)
+
+
+# --------------------------------------------------------------------------- judge (pure)
+
+
+@dataclass(frozen=True)
+class RatioWindow:
+    """Calls by usage accumulated since ``since`` (``cumulative``: it began with the first poll
+    after start-up, whose counts are cumulative)."""
+
+    counts: Mapping[str, int]
+    since: datetime
+    cumulative: bool
+
+
+def judge_query_ratio(cfg: Config, window: RatioWindow, now: datetime) -> Result:
+    """``fail`` when the legacy-only share of the window's calls is above ``max_legacy_ratio``
+    (no limit: always ``pass``, the ratio is reported)."""
+    counts = window.counts
+    total = sum(counts.values())
+    ratio = None if total == 0 else counts["legacy"] / total
+    observed: dict[str, Any] = {
+        **counts,
+        "legacy_ratio": None if ratio is None else round(ratio, 6),
+        "window_seconds": round((now - window.since).total_seconds(), 3),
+        "cumulative": window.cumulative,
+    }
+    limit = cfg.checks.query_ratio.max_legacy_ratio
+    failed = limit is not None and ratio is not None and ratio > limit
+    m = cfg.migration
+    if ratio is None:
+        message = "no statements on the watched tables in this window"
+    else:
+        message = (
+            f"{ratio:.1%} of {total} calls use only {m.legacy_column}"
+            f" ({counts['new']} {m.new_column}, {counts['both']} both)"
+        )
+    if window.cumulative:
+        message += "; first poll since start-up: cumulative counts"
+    return Result.pass_if(
+        not failed,
+        "query_ratio",
+        "database",
+        message,
+        observed=observed,
+        threshold={"max_legacy_ratio": limit},
+        details={"since": window.since.isoformat()},
+    )

@@ -7,17 +7,22 @@ its ``qual`` or ``with_check`` expression mentions it as an identifier.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg.rows import DictRow
 
 from ..config import Config, TableConfig
 from ..db import tagged
-from ..results import Result, Status
+from ..results import Result
 from .catalog import TableInfo, absent_results
 
 if TYPE_CHECKING:
-    from . import CheckContext
+    from .suite import CheckContext
 
-__all__ = ["references", "run", "subjects"]
+__all__ = ["Policy", "judge_rls", "measure_policies", "references", "run", "subjects"]
 
 
 def subjects(cfg: Config, table: TableConfig) -> list[tuple[str, str]]:
@@ -34,57 +39,75 @@ def references(expression: str | None, column: str) -> bool:
 
 def run(ctx: CheckContext, info: TableInfo) -> list[Result]:
     cfg = ctx.config
-    m = cfg.migration
-    t = info.table
-    pairs = subjects(cfg, t)
+    pairs = subjects(cfg, info.table)
     if not pairs:
         return []
     if not info.exists:
         return absent_results(info, pairs, "")
     with ctx.db.read_only() as cur:
-        cur.execute(
-            tagged(
-                "SELECT policyname, cmd, qual, with_check FROM pg_catalog.pg_policies"
-                " WHERE schemaname = %s AND tablename = %s ORDER BY policyname"
-            ),
-            (t.schema_, t.name),
-        )
-        rows = cur.fetchall()
-    on_new = [
-        r["policyname"]
-        for r in rows
-        if references(r["qual"], m.new_column) or references(r["with_check"], m.new_column)
-    ]
-    on_legacy = [
-        r["policyname"]
-        for r in rows
-        if references(r["qual"], m.legacy_column) or references(r["with_check"], m.legacy_column)
-    ]
+        policies = measure_policies(cur, info.table)
+    return [judge_rls(cfg, info, policies)]
+
+
+# --------------------------------------------------------------------------- measure
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One row of ``pg_policies`` for the table."""
+
+    name: str
+    qual: str | None
+    with_check: str | None
+
+    def references(self, column: str) -> bool:
+        return references(self.qual, column) or references(self.with_check, column)
+
+
+def measure_policies(cur: psycopg.Cursor[DictRow], table: TableConfig) -> list[Policy]:
+    """The table's policies, by name."""
+    cur.execute(
+        tagged(
+            "SELECT policyname, cmd, qual, with_check FROM pg_catalog.pg_policies"
+            " WHERE schemaname = %s AND tablename = %s ORDER BY policyname"
+        ),
+        (table.schema_, table.name),
+    )
+    return [Policy(r["policyname"], r["qual"], r["with_check"]) for r in cur.fetchall()]
+
+
+# --------------------------------------------------------------------------- judge (pure)
+
+
+def judge_rls(cfg: Config, info: TableInfo, policies: Sequence[Policy]) -> Result:
+    """``pass`` when RLS is enabled and at least one policy references the new column."""
+    m = cfg.migration
+    q = info.table.qualified
+    on_new = [p.name for p in policies if p.references(m.new_column)]
+    on_legacy = [p.name for p in policies if p.references(m.legacy_column)]
     problems: list[str] = []
     if not info.rls_enabled:
-        problems.append(f"row-level security is disabled on {t.qualified}")
+        problems.append(f"row-level security is disabled on {q}")
     if not on_new:
-        problems.append(f"no policy on {t.qualified} references {m.new_column}")
-    return [
-        Result(
-            check="rls",
-            subject=t.qualified,
-            status=Status.FAIL if problems else Status.PASS,
-            observed={
-                "rls_enabled": info.rls_enabled,
-                "policies_on_new": len(on_new),
-                "policies_on_legacy": len(on_legacy),
-            },
-            threshold={"rls_enabled": True, "min_policies_on_new": 1},
-            details={
-                "policies": [r["policyname"] for r in rows],
-                "policies_on_new": on_new,
-                "policies_on_legacy": on_legacy,
-            },
-            message="; ".join(problems)
-            if problems
-            else f"RLS enabled, {len(on_new)} polic{'y' if len(on_new) == 1 else 'ies'}"
-            f" on {m.new_column}, {len(on_legacy)} still on {m.legacy_column}",
-            table=t.qualified,
-        )
-    ]
+        problems.append(f"no policy on {q} references {m.new_column}")
+    return Result.pass_if(
+        not problems,
+        "rls",
+        q,
+        "; ".join(problems)
+        if problems
+        else f"RLS enabled, {len(on_new)} polic{'y' if len(on_new) == 1 else 'ies'}"
+        f" on {m.new_column}, {len(on_legacy)} still on {m.legacy_column}",
+        observed={
+            "rls_enabled": info.rls_enabled,
+            "policies_on_new": len(on_new),
+            "policies_on_legacy": len(on_legacy),
+        },
+        threshold={"rls_enabled": True, "min_policies_on_new": 1},
+        details={
+            "policies": [p.name for p in policies],
+            "policies_on_new": on_new,
+            "policies_on_legacy": on_legacy,
+        },
+        table=q,
+    )

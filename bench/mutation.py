@@ -42,6 +42,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -326,7 +327,13 @@ def _stop_leftover_clusters(tmp: Path) -> None:
 
 
 def run_group(
-    group: Group, files: Sequence[str], *, fraction: float, seed: int, jobs: int
+    group: Group,
+    files: Sequence[str],
+    *,
+    fraction: float,
+    seed: int,
+    jobs: int,
+    only: Sequence[str] = (),
 ) -> tuple[list[Row], float]:
     stage_dir = STAGE_ROOT / group.name
     stage(group, files, stage_dir)
@@ -339,7 +346,14 @@ def run_group(
     started = time.monotonic()
     try:
         names = generate(stage_dir, files, env)
-        chosen = {f: [n for n in ns if in_sample(n, fraction, seed)] for f, ns in names.items()}
+        chosen = {
+            f: [
+                n
+                for n in ns
+                if in_sample(n, fraction, seed) and (not only or any(fnmatch(n, p) for p in only))
+            ]
+            for f, ns in names.items()
+        }
         selected = [n for ns in chosen.values() for n in ns]
         total = sum(len(ns) for ns in names.values())
         print(
@@ -355,7 +369,7 @@ def run_group(
                 str(jobs),
             ]
             # Without names mutmut runs every mutant; with them, exactly those.
-            argv += selected if fraction < 1.0 else []
+            argv += selected if fraction < 1.0 or only else []
             log = stage_dir / "mutmut.log"
             with log.open("w") as out:
                 code = subprocess.run(
@@ -376,6 +390,12 @@ def run_group(
         for name in chosen[f]:
             row.add(_COLUMN_BY_EXIT_CODE.get(codes.get(name), "other"), name)
         rows.append(row)
+    if len(rows) > 1:
+        overall = Row(f"{group.name} (all)")
+        for row in rows:
+            for column, n in row.counts.items():
+                overall.counts[column] = overall.counts.get(column, 0) + n
+        rows.append(overall)
     return rows, elapsed
 
 
@@ -386,6 +406,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("targets", nargs="*", help=f"groups ({', '.join(GROUPS)}) or their files")
     parser.add_argument("--sample", type=float, default=1.0, help="fraction of the mutants (0..1]")
     parser.add_argument("--seed", type=int, default=17, help="seed of the sample")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only the mutants whose name matches (repeatable), e.g. '*x_plan__mutmut_6'",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="mutants run in parallel (default 1)")
     parser.add_argument("--sql", action="store_true", help="also the SQL-text mutations")
     parser.add_argument("--sql-only", action="store_true", help="only the SQL-text mutations")
@@ -404,7 +431,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.sql_only:
         for name, files in targets.items():
             group_rows, elapsed = run_group(
-                GROUPS[name], files, fraction=args.sample, seed=args.seed, jobs=args.jobs
+                GROUPS[name],
+                files,
+                fraction=args.sample,
+                seed=args.seed,
+                jobs=args.jobs,
+                only=args.only,
             )
             rows += group_rows
             timings[name] = elapsed

@@ -15,6 +15,8 @@ and applies one of these mutations at a time:
 * ``count(*)`` -> ``count(col)`` for the columns tested for NULL or compared in the same
   statement (``count(col)`` skips the NULLs the check is about).
 
+A literal line ending in ``# pragma: no mutate, <reason>`` gets no mutant (an equivalent one).
+
 Each mutant is written into a staged copy of the package (``.mutation/sql/src``: the working
 tree is never written to, and the staged file is restored in a ``finally``), and the module's
 tests run against it (``pytest -x -p no:cacheprovider``, the integration tests with their own
@@ -155,6 +157,9 @@ def sql_string_pieces(source: str) -> Iterator[tuple[int, int, int]]:
         yield tok.start[0], start + prefix + quote, end - quote
 
 
+# A line carrying it gets no mutant (mutmut's marker, for the Python mutants of the same line).
+PRAGMA = "# pragma: no mutate"
+
 # -- the mutations ---------------------------------------------------------------------------
 
 _COMPARISON = re.compile(r"(?<![<>=!:])(<>|!=|>=|<=|=|<|>)(?![<>=])")
@@ -268,16 +273,17 @@ def find_mutants(path: str, source: str) -> list[Mutant]:
             groups[-1].append(piece)
         else:
             groups.append([piece])
+    lines = source.splitlines()
     out: list[Mutant] = []
     for group in groups:
         statement = " ".join(source[s:e] for _, s, e in group)
         for line, s, e in group:
             body = source[s:e]
             for a, b, new, op in mutations_of_piece(body, statement):
-                context = _context(body, a, b)
-                out.append(
-                    Mutant(path, line + body[:a].count("\n"), s + a, s + b, new, op, context)
-                )
+                at = line + body[:a].count("\n")
+                if PRAGMA in lines[at - 1]:
+                    continue
+                out.append(Mutant(path, at, s + a, s + b, new, op, _context(body, a, b)))
     return out
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +53,53 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
         return parse_config(sample_config_data(dsn, **overrides), env={})
 
     return _make
+
+
+class Services:
+    """Services built by a test, each stopped once at teardown (or by :meth:`stop`).
+
+    ``services(cfg, start=True, clock=…, …)`` builds a :class:`Service` (``port=0`` unless
+    given) and starts it when asked; ``services.restart(svc)`` stops it and builds the next one
+    with the same configuration and arguments, as a restart of the process would (same state
+    file, same clock).
+    """
+
+    def __init__(self) -> None:
+        self._running: list[Any] = []
+        self._args: dict[int, tuple[Config, dict[str, Any], bool]] = {}
+
+    def __call__(self, config: Config, *, start: bool = False, **kwargs: Any) -> Any:
+        from migration_watch.service import Service
+
+        kwargs.setdefault("port", 0)
+        svc = Service(config, **kwargs)
+        self._running.append(svc)
+        self._args[id(svc)] = (config, kwargs, start)
+        if start:
+            svc.start()
+        return svc
+
+    def stop(self, svc: Any) -> None:
+        if svc in self._running:
+            self._running.remove(svc)
+            svc.stop()
+
+    def restart(self, svc: Any, **changes: Any) -> Any:
+        config, kwargs, start = self._args.pop(id(svc))
+        self.stop(svc)
+        start = changes.pop("start", start)
+        return self(config, start=start, **{**kwargs, **changes})
+
+    def stop_all(self) -> None:
+        while self._running:
+            self.stop(self._running[-1])
+
+
+@pytest.fixture
+def services() -> Iterator[Services]:
+    """Build services for the test; every one still running is stopped afterwards."""
+    made = Services()
+    try:
+        yield made
+    finally:
+        made.stop_all()

@@ -19,7 +19,7 @@ from migration_watch.config import Config
 from migration_watch.demo import sample
 from migration_watch.service import Service
 
-from .conftest import sample_config_data
+from .conftest import Services, sample_config_data
 
 MakeConfig = Callable[..., Config]
 
@@ -49,7 +49,7 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_drain_counts_checks_and_restart(
-    db_dsn: str, make_config: MakeConfig, tmp_path: Path
+    db_dsn: str, make_config: MakeConfig, tmp_path: Path, services: Services
 ) -> None:
     token = tmp_path / "drain-token"
     token.write_text("drain-secret-1\n")
@@ -69,53 +69,45 @@ def test_drain_counts_checks_and_restart(
         },
     )
     clock = ManualClock(sample.DEPLOYED_AT + timedelta(days=1))
-    svc = Service(cfg, clock=clock, port=0)
-    svc.start()
-    try:
-        url = svc.http.url
-        auth = {"Authorization": "Bearer drain-secret-1"}
-        assert httpx.post(url + "/ingest/logs", content=ndjson(LINES)).status_code == 401
-        r = httpx.post(url + "/ingest/logs", content=ndjson(LINES), headers=auth)
-        assert r.status_code == 202
-        arr = json.dumps(LINES[1:3]).encode()  # a JSON array, as Vercel/Supabase drains push
-        assert httpx.post(url + "/ingest/logs", content=arr, headers=auth).status_code == 202
-        svc.logs.pump()
-        m = scrape(url)
-        key = "migration_watch_log_lines_total"
-        assert m[(key, (("class", "all"), ("source", "drain")))] == 7
-        assert m[(key, (("class", "error"), ("source", "drain")))] == 2
-        assert m[(key, (("class", "legacy_error"), ("source", "drain")))] == 1
-        assert m[(key, (("class", "legacy_reference"), ("source", "drain")))] == 1
-        assert m[(key, (("class", "new_reference"), ("source", "drain")))] == 4
-        svc.week.run_extra()
-        res = {r.check: r for r in svc.runner.view().results if r.subject == "logs"}
-        assert res["legacy_errors"].status.value == "fail"
-        assert res["legacy_errors"].observed["legacy_errors"] == 1
-        assert res["log_errors"].status.value == "fail"  # 2/7 errors vs a 5% baseline
-        assert res["legacy_log_ratio"].observed["legacy_ratio"] == pytest.approx(1 / 5)
-        health = httpx.get(url + "/health").json()
-        assert health["logs"]["drain"]["lines"] == 7
-        assert "drain-secret-1" not in json.dumps(health)
-    finally:
-        svc.stop()
+    svc = services(cfg, clock=clock, start=True)
+    url = svc.http.url
+    auth = {"Authorization": "Bearer drain-secret-1"}
+    assert httpx.post(url + "/ingest/logs", content=ndjson(LINES)).status_code == 401
+    r = httpx.post(url + "/ingest/logs", content=ndjson(LINES), headers=auth)
+    assert r.status_code == 202
+    arr = json.dumps(LINES[1:3]).encode()  # a JSON array, as Vercel/Supabase drains push
+    assert httpx.post(url + "/ingest/logs", content=arr, headers=auth).status_code == 202
+    svc.logs.pump()
+    m = scrape(url)
+    key = "migration_watch_log_lines_total"
+    assert m[(key, (("class", "all"), ("source", "drain")))] == 7
+    assert m[(key, (("class", "error"), ("source", "drain")))] == 2
+    assert m[(key, (("class", "legacy_error"), ("source", "drain")))] == 1
+    assert m[(key, (("class", "legacy_reference"), ("source", "drain")))] == 1
+    assert m[(key, (("class", "new_reference"), ("source", "drain")))] == 4
+    svc.week.run_extra()
+    res = {r.check: r for r in svc.runner.view().results if r.subject == "logs"}
+    assert res["legacy_errors"].status.value == "fail"
+    assert res["legacy_errors"].observed["legacy_errors"] == 1
+    assert res["log_errors"].status.value == "fail"  # 2/7 errors vs a 5% baseline
+    assert res["legacy_log_ratio"].observed["legacy_ratio"] == pytest.approx(1 / 5)
+    health = httpx.get(url + "/health").json()
+    assert health["logs"]["drain"]["lines"] == 7
+    assert "drain-secret-1" not in json.dumps(health)
     # restart: the counters continue from their persisted values; the window is new
-    svc = Service(cfg, clock=clock, port=0)
-    svc.start()
-    try:
-        auth = {"Authorization": "Bearer drain-secret-1"}
-        ok = [{"level": "info", "msg": "GET /rest/v1/conversations?organization_id=eq.1 200"}]
-        r = httpx.post(svc.http.url + "/ingest/logs", content=ndjson(ok), headers=auth)
-        assert r.status_code == 202
-        svc.logs.pump()
-        m = scrape(svc.http.url)
-        assert m[("migration_watch_log_lines_total", (("class", "all"), ("source", "drain")))] == 8
-        clock.advance(timedelta(hours=1))
-        svc.week.run_extra()
-        res = {r.check: r for r in svc.runner.view().results if r.subject == "logs"}
-        assert res["legacy_errors"].status.value == "pass"
-        assert res["log_errors"].observed["lines"] == 1
-    finally:
-        svc.stop()
+    svc = services.restart(svc)
+    auth = {"Authorization": "Bearer drain-secret-1"}
+    ok = [{"level": "info", "msg": "GET /rest/v1/conversations?organization_id=eq.1 200"}]
+    r = httpx.post(svc.http.url + "/ingest/logs", content=ndjson(ok), headers=auth)
+    assert r.status_code == 202
+    svc.logs.pump()
+    m = scrape(svc.http.url)
+    assert m[("migration_watch_log_lines_total", (("class", "all"), ("source", "drain")))] == 8
+    clock.advance(timedelta(hours=1))
+    svc.week.run_extra()
+    res = {r.check: r for r in svc.runner.view().results if r.subject == "logs"}
+    assert res["legacy_errors"].status.value == "pass"
+    assert res["log_errors"].observed["lines"] == 1
 
 
 def test_logs_scan_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -145,7 +137,7 @@ def test_logs_scan_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_file_source_followed_by_the_service(
-    db_dsn: str, make_config: MakeConfig, tmp_path: Path
+    db_dsn: str, make_config: MakeConfig, tmp_path: Path, services: Services
 ) -> None:
     logdir = tmp_path / "logs"
     logdir.mkdir()
@@ -172,29 +164,26 @@ def test_file_source_followed_by_the_service(
         ticks[0] += 10.0
         return ticks[0]
 
-    svc = Service(cfg, clock=clock, port=0, monotonic=monotonic)
-    try:
-        svc.logs.pump()
-        with app.open("ab") as f:
-            f.write(ndjson(LINES[2:]))
-            f.write(b'{"level":"error","msg":"partial')  # no newline yet: held back
-        svc.logs.pump()
-        m = scrape_registry(svc)
-        assert m[("migration_watch_log_lines_total", (("class", "all"), ("source", "app")))] == 5
-        assert m[("migration_watch_log_source_up", (("source", "app"),))] == 1
-        lag = m[("migration_watch_log_lag_bytes", (("source", "app"),))]
-        assert lag == len(b'{"level":"error","msg":"partial')
-        # rotation by rename + create: nothing lost, nothing doubled; once the rotated file is
-        # idle (rotated_idle, on the injected timer) its unfinished last line counts too
-        app.rename(logdir / "app.jsonl.1")
-        app.write_bytes(ndjson(LINES[:1]))
-        svc.logs.pump()
-        m = scrape_registry(svc)
-        assert m[("migration_watch_log_lines_total", (("class", "all"), ("source", "app")))] == 7
-        assert m[("migration_watch_log_parse_errors_total", (("source", "app"),))] == 1
-        assert m[("migration_watch_log_rotations_total", (("source", "app"),))] == 1
-    finally:
-        svc.stop()
+    svc = services(cfg, clock=clock, monotonic=monotonic)
+    svc.logs.pump()
+    with app.open("ab") as f:
+        f.write(ndjson(LINES[2:]))
+        f.write(b'{"level":"error","msg":"partial')  # no newline yet: held back
+    svc.logs.pump()
+    m = scrape_registry(svc)
+    assert m[("migration_watch_log_lines_total", (("class", "all"), ("source", "app")))] == 5
+    assert m[("migration_watch_log_source_up", (("source", "app"),))] == 1
+    lag = m[("migration_watch_log_lag_bytes", (("source", "app"),))]
+    assert lag == len(b'{"level":"error","msg":"partial')
+    # rotation by rename + create: nothing lost, nothing doubled; once the rotated file is
+    # idle (rotated_idle, on the injected timer) its unfinished last line counts too
+    app.rename(logdir / "app.jsonl.1")
+    app.write_bytes(ndjson(LINES[:1]))
+    svc.logs.pump()
+    m = scrape_registry(svc)
+    assert m[("migration_watch_log_lines_total", (("class", "all"), ("source", "app")))] == 7
+    assert m[("migration_watch_log_parse_errors_total", (("source", "app"),))] == 1
+    assert m[("migration_watch_log_rotations_total", (("source", "app"),))] == 1
 
 
 def scrape_registry(svc: Service) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -250,7 +239,7 @@ def log_errors(svc: Service, now: Any) -> Any:
 
 
 def test_log_errors_baseline_from_the_pre_deploy_lines_of_a_file(
-    db_dsn: str, make_config: MakeConfig, tmp_path: Path
+    db_dsn: str, make_config: MakeConfig, tmp_path: Path, services: Services
 ) -> None:
     logdir = tmp_path / "logs"
     logdir.mkdir()
@@ -265,22 +254,19 @@ def test_log_errors_baseline_from_the_pre_deploy_lines_of_a_file(
     app.write_bytes(ndjson(before + after))
     cfg = file_config(make_config, db_dsn, logdir, baseline_error_rate=0.001)
     clock = ManualClock(sample.DEPLOYED_AT + timedelta(hours=2))
-    svc = Service(cfg, clock=clock, port=0, monotonic=ticking())
-    try:
-        svc.logs.pump()
-        m = scrape_registry(svc)
-        key = "migration_watch_log_lines_total"
-        assert m[(key, (("class", "all"), ("source", "app")))] == 350  # every line read
-        res = log_errors(svc, clock.now())
-        assert res.status.value == "pass"
-        assert res.observed["lines"] == 50 and res.observed["errors"] == 2  # post-deploy only
-        assert res.observed["baseline_source"] == "logs"
-        assert res.observed["baseline_error_rate"] == pytest.approx(0.1)
-        assert res.observed["baseline_lines"] == 300
-        assert res.details["pre_deploy_lines_excluded"] == 300
-        assert "pre-deploy baseline 10.000%" in res.message
-    finally:
-        svc.stop()
+    svc = services(cfg, clock=clock, monotonic=ticking())
+    svc.logs.pump()
+    m = scrape_registry(svc)
+    key = "migration_watch_log_lines_total"
+    assert m[(key, (("class", "all"), ("source", "app")))] == 350  # every line read
+    res = log_errors(svc, clock.now())
+    assert res.status.value == "pass"
+    assert res.observed["lines"] == 50 and res.observed["errors"] == 2  # post-deploy only
+    assert res.observed["baseline_source"] == "logs"
+    assert res.observed["baseline_error_rate"] == pytest.approx(0.1)
+    assert res.observed["baseline_lines"] == 300
+    assert res.details["pre_deploy_lines_excluded"] == 300
+    assert "pre-deploy baseline 10.000%" in res.message
     # a restart keeps the pre-deploy counts (persisted with the checkpoint); the next window
     # holds only what was appended since, here at 30 % errors
     with app.open("ab") as f:
@@ -295,23 +281,20 @@ def test_log_errors_baseline_from_the_pre_deploy_lines_of_a_file(
                 ]
             )
         )
-    svc = Service(cfg, clock=clock, port=0, monotonic=ticking())
-    try:
-        svc.logs.pump()
-        clock.advance(timedelta(hours=1))
-        res = log_errors(svc, clock.now())
-        assert res.status.value == "fail"
-        assert res.observed["lines"] == 10 and res.observed["errors"] == 3
-        assert res.observed["baseline_source"] == "logs"
-        assert res.observed["baseline_lines"] == 300
-        assert res.details["pre_deploy_lines_excluded"] == 0
-        assert svc.logs.pre_deploy()["app"].lines == 300
-    finally:
-        svc.stop()
+    svc = services.restart(svc, monotonic=ticking())
+    svc.logs.pump()
+    clock.advance(timedelta(hours=1))
+    res = log_errors(svc, clock.now())
+    assert res.status.value == "fail"
+    assert res.observed["lines"] == 10 and res.observed["errors"] == 3
+    assert res.observed["baseline_source"] == "logs"
+    assert res.observed["baseline_lines"] == 300
+    assert res.details["pre_deploy_lines_excluded"] == 0
+    assert svc.logs.pre_deploy()["app"].lines == 300
 
 
 def test_too_few_pre_deploy_lines_fall_back_to_the_configured_baseline(
-    db_dsn: str, make_config: MakeConfig, tmp_path: Path
+    db_dsn: str, make_config: MakeConfig, tmp_path: Path, services: Services
 ) -> None:
     logdir = tmp_path / "logs"
     logdir.mkdir()
@@ -320,36 +303,31 @@ def test_too_few_pre_deploy_lines_fall_back_to_the_configured_baseline(
     (logdir / "app.jsonl").write_bytes(ndjson(lines))
     clock = ManualClock(sample.DEPLOYED_AT + timedelta(hours=2))
     cfg = file_config(make_config, db_dsn, logdir, baseline_error_rate=0.1)
-    svc = Service(cfg, clock=clock, port=0, monotonic=ticking())
-    try:
-        svc.logs.pump()
-        res = log_errors(svc, clock.now())
-        assert res.status.value == "pass"  # 1/20 = 5 % vs a configured 10 %
-        assert res.observed["baseline_source"] == "config"
-        assert res.observed["baseline_error_rate"] == 0.1
-        assert res.observed["baseline_lines"] == 10
-        assert res.observed["lines"] == 20
-        assert "fewer than baseline_min_lines = 100" in res.message
-    finally:
-        svc.stop()
+    svc = services(cfg, clock=clock, monotonic=ticking())
+    svc.logs.pump()
+    res = log_errors(svc, clock.now())
+    assert res.status.value == "pass"  # 1/20 = 5 % vs a configured 10 %
+    assert res.observed["baseline_source"] == "config"
+    assert res.observed["baseline_error_rate"] == 0.1
+    assert res.observed["baseline_lines"] == 10
+    assert res.observed["lines"] == 20
+    assert "fewer than baseline_min_lines = 100" in res.message
     cfg = file_config(make_config, db_dsn, logdir)  # no configured rate either: skipped
-    svc = Service(cfg, clock=clock, port=0, monotonic=ticking())
-    try:
-        # a run before the follower's first poll after the restart: nothing loaded yet, the
-        # baseline comes from the previous window; the lines are not counted a second time
-        res = log_errors(svc, clock.now())
-        assert res.status.value == "skipped"
-        assert res.observed["baseline_source"] is None and res.observed["lines"] == 0
-        assert "10 pre-deploy log lines (logs.classes.baseline_min_lines = 100)" in res.message
-        svc.logs.pump()
-        res = log_errors(svc, clock.now())
-        assert res.observed["lines"] == 0 and res.observed["baseline_lines"] == 10
-    finally:
-        svc.stop()
+    services.stop(svc)
+    svc = services(cfg, clock=clock, monotonic=ticking())
+    # a run before the follower's first poll after the restart: nothing loaded yet, the
+    # baseline comes from the previous window; the lines are not counted a second time
+    res = log_errors(svc, clock.now())
+    assert res.status.value == "skipped"
+    assert res.observed["baseline_source"] is None and res.observed["lines"] == 0
+    assert "10 pre-deploy log lines (logs.classes.baseline_min_lines = 100)" in res.message
+    svc.logs.pump()
+    res = log_errors(svc, clock.now())
+    assert res.observed["lines"] == 0 and res.observed["baseline_lines"] == 10
 
 
 def test_drain_with_unknown_t0_then_a_deploy_marker(
-    db_dsn: str, make_config: MakeConfig, tmp_path: Path
+    db_dsn: str, make_config: MakeConfig, tmp_path: Path, services: Services
 ) -> None:
     data = sample_config_data(db_dsn)
     migration = {k: v for k, v in data["migration"].items() if k != "deployed_at"}
@@ -369,45 +347,37 @@ def test_drain_with_unknown_t0_then_a_deploy_marker(
         },
     )
     clock = ManualClock(sample.DEPLOYED_AT + timedelta(hours=2))
-    svc = Service(cfg, clock=clock, port=0)
-    svc.start()
-    try:
-        url = svc.http.url
-        auth = {"Authorization": "Bearer drain-secret-2"}
-        old = [timed(T0_MS - 60_000 * (i + 1), error=i == 0, i=i) for i in range(4)]
-        new = [
-            timed((sample.DEPLOYED_AT + timedelta(minutes=i)).isoformat(), error=True)
-            for i in range(2)
-        ]
-        # T0 unknown: nothing is pre-deploy, no baseline at all
-        batch = json.dumps([new[0], old[0], old[1]]).encode()
-        assert httpx.post(url + "/ingest/logs", content=batch, headers=auth).status_code == 202
-        svc.logs.pump()
-        res = log_errors(svc, clock.now())
-        assert res.status.value == "skipped"
-        assert res.observed["lines"] == 3 and res.observed["baseline_lines"] == 0
-        assert "deployment time (T0) is unknown" in res.message
-        # a deploy marker (POST /deployment) sets T0: a batch mixing lines from before and
-        # after it is split line by line (drains interleave)
-        r = httpx.post(url + "/deployment", json={"at": sample.DEPLOYED_AT.isoformat()})
-        assert r.status_code == 200
-        batch = json.dumps([old[2], new[1], old[3]]).encode()
-        assert httpx.post(url + "/ingest/logs", content=batch, headers=auth).status_code == 202
-        svc.logs.pump()
-        res = log_errors(svc, clock.now())
-        assert res.observed["lines"] == 1 and res.observed["errors"] == 1
-        assert res.observed["baseline_source"] == "logs"
-        assert res.observed["baseline_lines"] == 2 and res.observed["baseline_error_rate"] == 0
-        assert res.status.value == "fail"
-        m = scrape(url)
-        assert m[("migration_watch_log_lines_total", (("class", "all"), ("source", "drain")))] == 6
-    finally:
-        svc.stop()
+    svc = services(cfg, clock=clock, start=True)
+    url = svc.http.url
+    auth = {"Authorization": "Bearer drain-secret-2"}
+    old = [timed(T0_MS - 60_000 * (i + 1), error=i == 0, i=i) for i in range(4)]
+    new = [
+        timed((sample.DEPLOYED_AT + timedelta(minutes=i)).isoformat(), error=True) for i in range(2)
+    ]
+    # T0 unknown: nothing is pre-deploy, no baseline at all
+    batch = json.dumps([new[0], old[0], old[1]]).encode()
+    assert httpx.post(url + "/ingest/logs", content=batch, headers=auth).status_code == 202
+    svc.logs.pump()
+    res = log_errors(svc, clock.now())
+    assert res.status.value == "skipped"
+    assert res.observed["lines"] == 3 and res.observed["baseline_lines"] == 0
+    assert "deployment time (T0) is unknown" in res.message
+    # a deploy marker (POST /deployment) sets T0: a batch mixing lines from before and
+    # after it is split line by line (drains interleave)
+    r = httpx.post(url + "/deployment", json={"at": sample.DEPLOYED_AT.isoformat()})
+    assert r.status_code == 200
+    batch = json.dumps([old[2], new[1], old[3]]).encode()
+    assert httpx.post(url + "/ingest/logs", content=batch, headers=auth).status_code == 202
+    svc.logs.pump()
+    res = log_errors(svc, clock.now())
+    assert res.observed["lines"] == 1 and res.observed["errors"] == 1
+    assert res.observed["baseline_source"] == "logs"
+    assert res.observed["baseline_lines"] == 2 and res.observed["baseline_error_rate"] == 0
+    assert res.status.value == "fail"
+    m = scrape(url)
+    assert m[("migration_watch_log_lines_total", (("class", "all"), ("source", "drain")))] == 6
     # a restart keeps the drain's pre-deploy counts
-    svc = Service(cfg, clock=clock, port=0)
-    try:
-        assert svc.logs.pre_deploy()["drain"].lines == 2
-        assert svc.logs.health()["logs"]["drain"]["pre_deploy_lines"] == 2
-        assert svc.logs.totals()["drain"].lines == 6
-    finally:
-        svc.stop()
+    svc = services.restart(svc, start=False)
+    assert svc.logs.pre_deploy()["drain"].lines == 2
+    assert svc.logs.health()["logs"]["drain"]["pre_deploy_lines"] == 2
+    assert svc.logs.totals()["drain"].lines == 6

@@ -232,9 +232,9 @@ def _md_logs(data: ReportData) -> list[str]:
                 str(d.windows),
                 str(d.lines),
                 str(d.errors),
-                _rate(d.per_hour(d.errors)),
-                _rate(d.per_hour(d.expected_errors)),
-                _rate(d.per_hour(d.legacy_references)),
+                _rate(d.errors_per_hour),
+                _rate(d.pre_deploy_errors_per_hour),
+                _rate(d.legacy_references_per_hour),
                 str(d.legacy_errors),
             ]
             for d in days

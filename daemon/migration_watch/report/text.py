@@ -5,7 +5,7 @@ the log days and the one-line summaries of charts that stayed at zero."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -194,19 +194,25 @@ def incident_rows(data: ReportData) -> list[IncidentRow]:
 
 @dataclass(frozen=True)
 class LogDay:
-    """The log windows that ended on one day of the week (day 0: before T0), summed."""
+    """The log windows that ended on one day of the week (day 0: before T0), summed; the
+    hourly rates are over the windows of a known length only."""
 
     day: int
     windows: int
-    hours: float
     lines: int
     errors: int
-    expected_errors: float | None
     legacy_references: int
     legacy_errors: int
+    errors_per_hour: float | None
+    pre_deploy_errors_per_hour: float | None
+    legacy_references_per_hour: float | None
 
-    def per_hour(self, value: float | None) -> float | None:
-        return None if value is None or self.hours <= 0 else value / self.hours
+
+def _rate(windows: Sequence[LogWindow], value: Callable[[LogWindow], float | None]) -> float | None:
+    timed = [(w.hours, value(w)) for w in windows if w.hours is not None]
+    known = [(h, v) for h, v in timed if v is not None]
+    hours = sum(h for h, _ in known)
+    return sum(v for _, v in known) / hours if known and hours > 0 else None
 
 
 def log_days(windows: Sequence[LogWindow], t0: datetime | None) -> list[LogDay]:
@@ -214,19 +220,17 @@ def log_days(windows: Sequence[LogWindow], t0: datetime | None) -> list[LogDay]:
     for w in windows:
         day = 0 if t0 is None or w.at < t0 else max(1, math.ceil((w.at - t0) / timedelta(hours=24)))
         days.setdefault(day, []).append(w)
-    out = []
-    for day, ws in sorted(days.items()):
-        expected = [w.expected_errors for w in ws if w.expected_errors is not None]
-        out.append(
-            LogDay(
-                day=day,
-                windows=len(ws),
-                hours=sum(w.hours or 0.0 for w in ws),
-                lines=sum(w.lines or 0 for w in ws),
-                errors=sum(w.errors or 0 for w in ws),
-                expected_errors=sum(expected) if expected else None,
-                legacy_references=sum(w.legacy_references or 0 for w in ws),
-                legacy_errors=sum(w.legacy_errors or 0 for w in ws),
-            )
+    return [
+        LogDay(
+            day=day,
+            windows=len(ws),
+            lines=sum(w.lines or 0 for w in ws),
+            errors=sum(w.errors or 0 for w in ws),
+            legacy_references=sum(w.legacy_references or 0 for w in ws),
+            legacy_errors=sum(w.legacy_errors or 0 for w in ws),
+            errors_per_hour=_rate(ws, lambda w: w.errors),
+            pre_deploy_errors_per_hour=_rate(ws, lambda w: w.expected_errors),
+            legacy_references_per_hour=_rate(ws, lambda w: w.legacy_references),
         )
-    return out
+        for day, ws in sorted(days.items())
+    ]

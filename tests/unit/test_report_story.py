@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from migration_watch.report import ReportData, build_report, render_html, render_markdown
+from migration_watch.report.timeline import Notification, TimelineEntry
 from migration_watch.results import Status
 from migration_watch.state import SqliteStateStore
 from tests.report_story import story_week
 from tests.support import Receiver
 
-from .test_report import check_html, validate
+from .test_report import _empty_report, check_html, validate
 from .test_verdict import CONF, CONFIG, CONV, END, PROBE, SETTINGS, T0, H, healthy, record_week
 
 
@@ -46,8 +49,6 @@ def week(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterat
 
 
 def hours(text: str | None) -> float | None:
-    from datetime import datetime
-
     return None if text is None else (datetime.fromisoformat(text) - T0) / H
 
 
@@ -218,3 +219,34 @@ def test_quiet_logs_and_a_quiet_week_collapse_into_lines(store: SqliteStateStore
     assert "No log errors so far, no legacy references so far (12500 lines in 25 windows)." in (
         markdown
     )
+
+
+def test_an_alert_without_results_gets_its_own_row(store: SqliteStateStore) -> None:
+    """A monitor alert (database_up) has no stored results: a row of its notifications."""
+    note = Notification(
+        event="firing",
+        at=T0 + 2 * H,
+        wall_at=None,
+        alertname="MigrationWatchDatabaseDown",
+        kind="fail",
+        severity="critical",
+        notification_id="n1",
+        receivers=(("hook", "failed"),),
+    )
+    data = replace(
+        _empty_report(),
+        deployed_at=T0,
+        timeline=(TimelineEntry("database_up", "database", (), (note,)),),
+    )
+    doc = validate(data)
+    assert doc["timeline"][0]["notifications"][0]["receivers"] == [
+        {"name": "hook", "delivery": "failed"}
+    ]
+    markdown = render_markdown(data)
+    assert (
+        "| database\\_up | database | alert | 2024-05-01 11:00:00Z T0+2h | - | - | - | - |"
+        " firing T0+2h → hook failed |" in markdown
+    )
+    text = render_html(data)
+    check_html(text)
+    assert "firing T0+2h → hook failed" in text and "still failing" not in text

@@ -24,7 +24,8 @@ time), or, for a row written before that history existed, from its ``fired_at`` 
 ``resolved_at``. Each is matched to the last interval of the same check and subject (fail
 alerts to fail intervals, ``condition=error`` alerts to error intervals) that began at or before
 it; each receiver's delivery is read from the outbox: ``queued`` (still in it), ``failed``
-(given up, kept visible), else ``delivered`` (an item leaves the outbox after a 2xx).
+(given up, kept visible), else ``delivered`` (an item leaves the outbox after a 2xx). Repeats
+of a firing alert (every ``repeat_interval``) are not listed.
 """
 
 from __future__ import annotations

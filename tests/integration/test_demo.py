@@ -44,3 +44,16 @@ def test_demo_week_end_to_end(tmp_path: Path) -> None:
     assert doc["verdict"]["outcome"] in ("met", "not_met", "not_measured")
     html = result.report_path.read_text()
     assert 'data-chart="missing:public.conversations"' in html
+    # the incident timeline tells the bug: failing from its detection to its resolution
+    (entry,) = [
+        e
+        for e in doc["timeline"]
+        if (e["check"], e["subject"]) == ("post_deploy_writes", "public.conversations")
+    ]
+    first, last = entry["intervals"][0], entry["intervals"][-1]
+    assert first["status"] == "fail" and last["to"] is not None
+    assert abs(datetime.fromisoformat(first["from"]) - result.bug_detected_at) < timedelta(
+        minutes=1
+    )
+    assert abs(datetime.fromisoformat(last["to"]) - result.bug_resolved_at) < timedelta(minutes=1)
+    assert html.index('data-chart="timeline"') < html.index('id="progress"')

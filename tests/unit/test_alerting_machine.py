@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 
 from migration_watch.alerting import Alerting, AlertingConfig, AlertKind, AlertState
 from migration_watch.alerting.fingerprint import fingerprint, fingerprint_int
-from migration_watch.alerting.machine import Event, Signal, step
+from migration_watch.alerting.machine import HISTORY_LIMIT, Event, Signal, step
 from migration_watch.alerting.rules import (
     database_up_result,
     format_value,
@@ -219,6 +219,34 @@ def test_keep_firing_for_and_flapping_while_firing(
     # Fires once; a single pass (or a pass, an error, a pass) is not enough to resolve.
     assert events == [Event.FIRING, Event.RESOLVED]
     assert [o[1] for o in outbox(store)] == ["alert.firing", "alert.resolved"]
+
+
+def test_every_firing_and_resolved_event_is_kept_in_the_rows_history(
+    store: SqliteStateStore, clock: ManualClock
+) -> None:
+    """The outbox forgets a delivered notification; the row keeps each episode (the report's
+    incident timeline reads it), bounded to the last HISTORY_LIMIT events."""
+    a = make(store, clock)
+    for i, status in enumerate([FAIL, FAIL, PASS, ERROR, FAIL, PASS]):
+        clock.set(T0 + i * HOUR + timedelta(seconds=5))
+        a.evaluate([R("schema", status)], now=T0 + i * HOUR)
+    (row,) = [r for r in store.list_alerts() if r.data.get("kind") == "fail"]
+    history = row.data["history"]
+    assert [(h["event"], h["at"]) for h in history] == [
+        ("firing", T0.isoformat()),
+        ("resolved", (T0 + 2 * HOUR).isoformat()),
+        ("firing", (T0 + 4 * HOUR).isoformat()),
+        ("resolved", (T0 + 5 * HOUR).isoformat()),
+    ]
+    assert history[0]["wall_at"] == (T0 + timedelta(seconds=5)).isoformat()
+    assert all(h["receivers"] == ["hook"] for h in history)
+    assert [h["notification_id"] for h in history] == [i.payload["id"] for i in store.outbox_list()]
+    for i in range(HISTORY_LIMIT):
+        status = FAIL if i % 2 == 0 else PASS
+        a.evaluate([R("schema", status)], now=T0 + (10 + i) * HOUR)
+    (row,) = [r for r in store.list_alerts() if r.data.get("kind") == "fail"]
+    assert len(row.data["history"]) == HISTORY_LIMIT
+    assert row.data["history"][-1]["at"] == (T0 + (9 + HISTORY_LIMIT) * HOUR).isoformat()
 
 
 def test_error_never_resolves_and_raises_its_own_alert_when_sustained(

@@ -219,7 +219,14 @@ def test_html_has_one_missing_rows_chart_per_watched_table(store: SqliteStateSto
         assert text.count(f'data-chart="missing:{table}"') == 1
     assert text.count('data-chart="legacy_ratio"') == 1
     assert text.count(f'data-chart="latency:{PROBE}"') == 1
-    assert text.count("<svg") == 3 + 1 + 1
+    # customer_configs never misses a row: its chart is one line; the incident timeline and
+    # the log errors are charts too
+    assert text.count("<svg") == (3 - 1) + 1 + 1 + 1 + 1
+    assert re.search(
+        r'<p class="flat" data-chart="missing:public\.customer_configs">.*no rows missing so far',
+        text,
+    )
+    assert text.count('data-chart="timeline"') == 1 and text.count('data-chart="log_errors"') == 1
     # a table with data draws a line; the optional table that does not exist says so
     conv_chart = re.search(
         r'<svg[^>]*data-chart="missing:public\.conversations".*?</svg>', text, re.S

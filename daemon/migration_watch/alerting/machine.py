@@ -17,6 +17,11 @@ crash can neither lose a notification nor send one twice.
 Repeats: a firing alert is notified again every ``repeat_interval`` (wall clock, from the last
 notification), checked on every delivery round, so a restart neither re-notifies early nor
 forgets (``last_sent_at`` is persisted).
+
+History: every firing and resolved notification is also appended to the row's
+``data["history"]`` (the last :data:`HISTORY_LIMIT`: event, check time ``at``, wall time
+``wall_at``, notification id, receivers), so the report can show each episode of an alert
+that flapped; the outbox forgets a notification once it is delivered.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from .fingerprint import fingerprint
 from .rules import Rule, format_value, render
 
 __all__ = [
+    "HISTORY_LIMIT",
     "AlertKind",
     "AlertMachine",
     "AlertState",
@@ -47,6 +53,9 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+#: How many firing/resolved events an alert row keeps in ``data["history"]``.
+HISTORY_LIMIT = 100
 
 
 class AlertState(enum.StrEnum):
@@ -363,6 +372,17 @@ class AlertMachine:
                 data={**new_row.data, "notifications": int(data.get("notifications", 0)) + 1},
             )
             notification_id, messages = self._messages(new_row, event, wall_now)
+            history = list(new_row.data.get("history") or ())
+            history.append(
+                {
+                    "event": event.value,
+                    "at": now.isoformat(),
+                    "wall_at": wall_now.isoformat(),
+                    "notification_id": notification_id,
+                    "receivers": [m.receiver for m in messages],
+                }
+            )
+            new_row = replace(new_row, data={**new_row.data, "history": history[-HISTORY_LIMIT:]})
         self.store.put_alert(new_row, enqueue=messages, now=wall_now)
         rows[fp] = new_row
         if event is not None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..cadence import DEFAULT_PHASES, Phase, RunState, Schedule
 from ..clock import require_aware
@@ -17,10 +17,12 @@ from .model import (
     CheckHistory,
     CheckPoint,
     LatencyPoint,
+    LogWindow,
     ReportData,
     RunRow,
     SeriesPoint,
 )
+from .timeline import build_timeline
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -39,7 +41,44 @@ _HEADLINE: Mapping[str, str] = {
     "legacy_errors": "legacy_errors",
     "log_errors": "errors",
     "legacy_log_ratio": "legacy_ratio",
+    "http": "duration_seconds",
 }
+
+
+def _sum_subjects(key: str) -> Callable[[Mapping[str, Any]], float | None]:
+    def headline(observed: Mapping[str, Any]) -> float | None:
+        subjects = observed.get("subjects")
+        if not isinstance(subjects, Mapping):
+            return None
+        values = [num(v, key) for v in subjects.values() if isinstance(v, Mapping)]
+        found = [v for v in values if v is not None]
+        return sum(found) if found else None
+
+    return headline
+
+
+def _count_of(key: str) -> Callable[[Mapping[str, Any]], float | None]:
+    def headline(observed: Mapping[str, Any]) -> float | None:
+        value = observed.get(key)
+        return float(len(value)) if isinstance(value, list) else None
+
+    return headline
+
+
+#: Headlines that are not one number of ``observed``: the RLS probe's rows of another
+#: organization (all subjects), the regressed statements.
+_HEADLINE_FN: Mapping[str, Callable[[Mapping[str, Any]], float | None]] = {
+    "latency": latency_ratio,
+    "rls_probe": _sum_subjects("foreign"),
+    "statement_latency": _count_of("regressed"),
+}
+
+
+def _headline(check: str, observed: Mapping[str, Any]) -> float | None:
+    fn = _HEADLINE_FN.get(check)
+    if fn is not None:
+        return fn(observed)
+    return num(observed, _HEADLINE[check]) if check in _HEADLINE else None
 
 
 def _histories(history: Sequence[StoredResult]) -> tuple[CheckHistory, ...]:
@@ -48,11 +87,7 @@ def _histories(history: Sequence[StoredResult]) -> tuple[CheckHistory, ...]:
     for stored in history:
         r = stored.result
         order.setdefault(r.check, len(order))
-        observed = r.observed or {}
-        if r.check == "latency":
-            value = latency_ratio(observed)
-        else:
-            value = num(observed, _HEADLINE[r.check]) if r.check in _HEADLINE else None
+        value = _headline(r.check, r.observed or {})
         grouped.setdefault((r.check, r.subject), []).append(
             CheckPoint(
                 run_id=stored.run_id,
@@ -114,6 +149,80 @@ def _series(
         tuple(ratio),
         {k: tuple(v) for k, v in sorted(latency.items())},
     )
+
+
+_LOG_CHECKS = ("log_errors", "legacy_errors", "legacy_log_ratio")
+
+
+def _int(observed: Mapping[str, Any], key: str) -> int | None:
+    value = num(observed, key)
+    return None if value is None else int(value)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _measured(by_check: Mapping[str, StoredResult], check: str) -> Mapping[str, Any] | None:
+    stored = by_check.get(check)
+    if stored is None or Status(stored.result.status) is Status.ERROR:
+        return None
+    return stored.result.observed or {}
+
+
+def _log_windows(history: Sequence[StoredResult], t0: datetime | None) -> tuple[LogWindow, ...]:
+    """A window per run with log results. Its start: the ``since`` the log watch recorded, else
+    the previous window's end, else T0 (the first window after the deployment)."""
+    runs: dict[int, dict[str, StoredResult]] = {}
+    for stored in history:
+        if stored.result.check in _LOG_CHECKS:
+            runs.setdefault(stored.run_id, {})[stored.result.check] = stored
+    out: list[LogWindow] = []
+    previous: datetime | None = None
+    ordered = sorted(
+        runs.items(), key=lambda kv: (next(iter(kv[1].values())).run_started_at, kv[0])
+    )
+    for run_id, by_check in ordered:
+        at = next(iter(by_check.values())).run_started_at
+        since: datetime | None = None
+        for stored in by_check.values():
+            since = since or _parse_time((stored.result.details or {}).get("since"))
+        if since is None:
+            since = (
+                previous if previous is not None else (t0 if t0 is not None and t0 < at else None)
+            )
+        previous = at
+
+        errors_obs = _measured(by_check, "log_errors")
+        legacy_obs = _measured(by_check, "legacy_errors")
+        ratio_obs = _measured(by_check, "legacy_log_ratio")
+        lines = errors = None
+        expected: float | None = None
+        if errors_obs is not None:
+            lines, errors = _int(errors_obs, "lines"), _int(errors_obs, "errors")
+            rate = num(errors_obs, "baseline_error_rate")
+            if rate is not None and lines is not None:
+                expected = rate * lines
+        out.append(
+            LogWindow(
+                run_id=run_id,
+                at=at,
+                since=since,
+                lines=lines,
+                errors=errors,
+                expected_errors=expected,
+                legacy_references=None if ratio_obs is None else _int(ratio_obs, "legacy"),
+                new_references=None if ratio_obs is None else _int(ratio_obs, "new"),
+                legacy_errors=None if legacy_obs is None else _int(legacy_obs, "legacy_errors"),
+            )
+        )
+    return tuple(out)
 
 
 def _run_rows(
@@ -227,6 +336,8 @@ def build_report(
             verdict_source = "computed"
 
     missing, ratio, latency = _series(history, tables)
+    checks = _histories(history)
+    timeline = build_timeline(checks, store.list_alerts(), store.outbox_list(include_failed=True))
     return ReportData(
         generated_at=now,
         migration=m.name,
@@ -241,7 +352,7 @@ def build_report(
         next_run_at=next_run_at,
         tally=tally,
         runs=tuple(rows),
-        checks=_histories(history),
+        checks=checks,
         missing_rows=missing,
         legacy_ratio=ratio,
         latency=latency,
@@ -250,4 +361,6 @@ def build_report(
         latency_tolerance=settings.latency_tolerance,
         state_location=store.location,
         unfinished_runs=sum(1 for r in records if not r.finished),
+        timeline=timeline,
+        logs=_log_windows(history, t0),
     )

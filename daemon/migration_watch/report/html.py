@@ -8,14 +8,17 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from ..durations import format_duration
 from ..verdict import CRITERION_TITLES
-from .model import REPORT_VERSION, STATUS_ORDER, CheckPoint, ReportData
+from .model import REPORT_VERSION, STATUS_ORDER, CheckPoint, LogWindow, ReportData
 from .text import (
+    INCIDENT_HEADER,
+    incident_rows,
     offset_text,
     progress_line,
+    so_far,
     status_label,
     tally_line,
     value_text,
@@ -196,15 +199,46 @@ def _secs(v: float) -> str:
     return f"{v:.3g} s"
 
 
+def _flat(marker: str, heading: str, text: str) -> str:
+    """A chart that stayed at zero, collapsed into one line (it keeps its ``data-chart``)."""
+    return (
+        f'<p class="flat" data-chart="{_e(marker)}"><span class="ok">✓</span> '
+        f"<b>{_e(heading)}</b>: {_e(text)}</p>"
+    )
+
+
+def _gaps_note(count: int) -> str:
+    return "" if not count else f" ({count} run{'s' if count != 1 else ''} not measured)"
+
+
+def _all_zero(values: Sequence[float]) -> bool:
+    return bool(values) and all(v == 0 for v in values)
+
+
 def _charts(data: ReportData) -> list[tuple[str, str]]:
-    """(section heading, svg) pairs: one per table, the ratio, one per probe."""
+    """(section heading, svg) pairs: one per table, the ratio, one per probe, the logs; a
+    chart that stayed at zero is one line (heading "")."""
     charts: list[tuple[str, str]] = []
+    when = so_far(data)
     for table, points in data.missing_rows.items():
         measured = tuple((p.at, p.value) for p in points if p.value is not None)
         gaps = [p.at for p in points if p.value is None]
+        heading = f"Rows missing {data.new_column}: {table}"
+        if _all_zero([v for _, v in measured]):
+            charts.append(
+                (
+                    "",
+                    _flat(
+                        f"missing:{table}",
+                        heading,
+                        f"no rows missing {when}{_gaps_note(len(gaps))}",
+                    ),
+                )
+            )
+            continue
         charts.append(
             (
-                f"Rows missing {data.new_column}: {table}",
+                heading,
                 _svg_chart(
                     marker=f"missing:{table}",
                     title=f"{table}: rows without {data.new_column}",
@@ -217,22 +251,33 @@ def _charts(data: ReportData) -> list[tuple[str, str]]:
             )
         )
     ratio_points = tuple((p.at, p.value) for p in data.legacy_ratio if p.value is not None)
-    charts.append(
-        (
-            f"Share of queries using only {data.legacy_column}",
-            _svg_chart(
-                marker="legacy_ratio",
-                title=f"legacy query ratio ({data.legacy_column} only)",
-                domain=_domain(data, [p.at for p in data.legacy_ratio]),
-                lines=[_Line("legacy ratio", "#8e44ad", ratio_points)],
-                gaps=[p.at for p in data.legacy_ratio if p.value is None],
-                y_floor=0.05,
-                y_cap=1.0,
-                y_format=_pct,
-                t0=data.deployed_at,
-            ),
+    ratio_heading = f"Share of queries using only {data.legacy_column}"
+    if _all_zero([v for _, v in ratio_points]):
+        charts.append(
+            (
+                "",
+                _flat(
+                    "legacy_ratio", ratio_heading, f"no query used only {data.legacy_column} {when}"
+                ),
+            )
         )
-    )
+    else:
+        charts.append(
+            (
+                ratio_heading,
+                _svg_chart(
+                    marker="legacy_ratio",
+                    title=f"legacy query ratio ({data.legacy_column} only)",
+                    domain=_domain(data, [p.at for p in data.legacy_ratio]),
+                    lines=[_Line("legacy ratio", "#8e44ad", ratio_points)],
+                    gaps=[p.at for p in data.legacy_ratio if p.value is None],
+                    y_floor=0.05,
+                    y_cap=1.0,
+                    y_format=_pct,
+                    t0=data.deployed_at,
+                ),
+            )
+        )
     tolerance = 1 + data.latency_tolerance
     for probe, lpoints in data.latency.items():
         median = tuple((p.at, p.median_seconds) for p in lpoints if p.median_seconds is not None)
@@ -265,7 +310,263 @@ def _charts(data: ReportData) -> list[tuple[str, str]]:
                 ),
             )
         )
+    charts += _log_charts(data)
     return charts
+
+
+def _per_hour(
+    data: ReportData, value: Callable[[LogWindow], float | None]
+) -> tuple[tuple[datetime, float], ...]:
+    out = []
+    for w in data.logs:
+        rate = w.per_hour(value(w))
+        if rate is not None:
+            out.append((w.at, rate))
+    return tuple(out)
+
+
+def _log_charts(data: ReportData) -> list[tuple[str, str]]:
+    """Errors and legacy references per hour of each log window (none without log sources)."""
+    if not data.logs:
+        return []
+    when = so_far(data)
+    charts: list[tuple[str, str]] = []
+    domain = _domain(data, [w.at for w in data.logs])
+    gaps = [w.at for w in data.logs if w.errors is None]
+    errors = [w.errors for w in data.logs if w.errors is not None]
+    lines_read = sum(w.lines or 0 for w in data.logs)
+    heading = "Log errors per hour"
+    if _all_zero([float(e) for e in errors]):
+        charts.append(
+            (
+                "",
+                _flat(
+                    "log_errors",
+                    heading,
+                    f"no log errors {when} ({lines_read} lines read){_gaps_note(len(gaps))}",
+                ),
+            )
+        )
+    else:
+        charts.append(
+            (
+                heading,
+                _svg_chart(
+                    marker="log_errors",
+                    title="log errors per hour",
+                    domain=domain,
+                    lines=[
+                        _Line("errors / h", "#c0392b", _per_hour(data, lambda w: w.errors)),
+                        _Line(
+                            "at the pre-deploy error rate",
+                            "#7f8c8d",
+                            _per_hour(data, lambda w: w.expected_errors),
+                            dash="6 4",
+                            markers=False,
+                        ),
+                    ],
+                    gaps=gaps,
+                    y_floor=4.0,
+                    t0=data.deployed_at,
+                ),
+            )
+        )
+    legacy = [
+        float(v) for w in data.logs for v in (w.legacy_references, w.legacy_errors) if v is not None
+    ]
+    heading = f"Log lines referencing {data.legacy_column} per hour"
+    if not legacy or _all_zero(legacy):
+        charts.append(
+            (
+                "",
+                _flat(
+                    "log_legacy",
+                    heading,
+                    f"no legacy references {when}"
+                    if legacy
+                    else "not measured (no legacy_log_ratio result)",
+                ),
+            )
+        )
+    else:
+        charts.append(
+            (
+                heading,
+                _svg_chart(
+                    marker="log_legacy",
+                    title=f"log lines referencing {data.legacy_column} per hour",
+                    domain=domain,
+                    lines=[
+                        _Line(
+                            "references / h",
+                            "#8e44ad",
+                            _per_hour(data, lambda w: w.legacy_references),
+                        ),
+                        _Line("errors / h", "#c0392b", _per_hour(data, lambda w: w.legacy_errors)),
+                    ],
+                    y_floor=4.0,
+                    t0=data.deployed_at,
+                ),
+            )
+        )
+    return charts
+
+
+# --------------------------------------------------------------------------- the timeline
+
+_TW, _TL, _TR, _TT, _ROW = 1000, 250, 16, 34, 22
+
+
+def _timeline_svg(data: ReportData) -> str:
+    """One row per check and subject: a bar per interval (red failing, orange not measured,
+    open-ended while still failing), a triangle per notification (up firing, down resolved)."""
+    entries = data.timeline
+    times = [i.start for e in entries for i in e.intervals]
+    times += [i.end or i.last_result_at for e in entries for i in e.intervals]
+    times += [n.at for e in entries for n in e.notifications]
+    d0, d1 = _domain(data, times)
+    d0, d1 = min([d0, *times]), max([d1, *times])
+    span = max((d1 - d0).total_seconds(), 1.0)
+    pw = _TW - _TL - _TR
+    height = _TT + _ROW * len(entries) + 24
+
+    def x(t: datetime) -> float:
+        return _TL + (t - d0).total_seconds() / span * pw
+
+    out = [
+        f'<svg class="chart timeline" data-chart="timeline" xmlns="http://www.w3.org/2000/svg" '
+        f'viewBox="0 0 {_TW} {height}" width="{_TW}" height="{height}" role="img" '
+        'aria-label="incident timeline">',
+        "<title>incident timeline</title>",
+        f'<rect x="{_TL}" y="{_TT}" width="{pw}" height="{_ROW * len(entries)}" '
+        'fill="#fdfefe" stroke="#d5d8dc"/>',
+    ]
+    origin = data.deployed_at or d0
+    day = timedelta(hours=24)
+    k = -math.ceil(max((origin - d0) / day, 0))
+    while origin + k * day <= d1 and k < 60:
+        start = origin + k * day
+        if start >= d0:
+            xx = x(start)
+            out.append(
+                f'<line x1="{xx:.1f}" y1="{_TT}" x2="{xx:.1f}" y2="{_TT + _ROW * len(entries)}" '
+                'stroke="#d5d8dc" stroke-dasharray="2 3"/>'
+            )
+            label = "T0" if k == 0 and data.deployed_at is not None else f"day {k + 1}"
+            if xx > _TL + pw - 30:
+                break
+            out.append(f'<text x="{xx + 3:.1f}" y="{_TT - 8}" {_txt(10)}>{_e(label)}</text>')
+        k += 1
+    legend = [("#ec7063", "failing"), ("#f5b041", "not measured (error)")]
+    lx = _TL
+    for color, name in legend:
+        out.append(
+            f'<rect x="{lx}" y="6" width="10" height="10" fill="{color}"/>'
+            f'<text x="{lx + 14}" y="15" {_txt()}>{_e(name)}</text>'
+        )
+        lx += 28 + 7 * len(name)
+    out.append(
+        f'<path d="M{lx},16 l5,-9 l5,9 z" fill="#922b21"/>'
+        f'<text x="{lx + 14}" y="15" {_txt()}>firing</text>'
+        f'<path d="M{lx + 66},7 l5,9 l5,-9 z" fill="#1e8449"/>'
+        f'<text x="{lx + 80}" y="15" {_txt()}>resolved</text>'
+    )
+    for row, e in enumerate(entries):
+        y = _TT + row * _ROW
+        label = f"{e.check} {e.subject}"
+        short = label if len(label) <= 36 else label[:35] + "…"
+        out.append(
+            f'<text x="{_TL - 8}" y="{y + 15}" {_txt()} text-anchor="end">{_e(short)}'
+            f"<title>{_e(label)}</title></text>"
+        )
+        if row:
+            out.append(f'<line x1="{_TL}" y1="{y}" x2="{_TL + pw}" y2="{y}" stroke="#eaecee"/>')
+        for i in e.intervals:
+            end = i.end or i.last_result_at
+            x0, x1 = x(i.start), x(end)
+            color = "#ec7063" if i.status == "fail" else "#f5b041"
+            what = "failing" if i.status == "fail" else "not measured"
+            until = "still failing" if i.end is None else f"until {when_text(i.end)}"
+            tip = (
+                f"{e.check} {e.subject}: {what} from {when_text(i.start)} {until}; worst "
+                f"{value_text(i.worst.value)} at {when_text(i.worst.at)}: {i.worst.message}"
+            )
+            out.append(
+                f'<rect x="{x0:.1f}" y="{y + 5}" width="{max(x1 - x0, 3):.1f}" height="12" '
+                f'rx="2" fill="{color}"><title>{_e(tip)}</title></rect>'
+            )
+            if i.end is None:
+                out.append(
+                    f'<path d="M{max(x1, x0 + 3):.1f},{y + 5} l7,6 l-7,6 z" fill="{color}"/>'
+                )
+        for n in e.notifications:
+            xx = x(n.at)
+            receivers = ", ".join(f"{r} {d}" for r, d in n.receivers) or "no receiver"
+            tip = f"{n.alertname} {n.event} at {when_text(n.at)} → {receivers}"
+            if n.event == "firing":
+                shape, fill = f"M{xx - 5:.1f},{y + 21} l5,-8 l5,8 z", "#922b21"
+            else:
+                shape, fill = f"M{xx - 5:.1f},{y + 1} l5,8 l5,-8 z", "#1e8449"
+            out.append(f'<path d="{shape}" fill="{fill}"><title>{_e(tip)}</title></path>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _when_cell(at: datetime | None, t0: datetime | None) -> str:
+    """A time as its offset from T0, the UTC date and time below it (full time on hover)."""
+    if at is None:
+        return "-"
+    offset = "T0" if at == t0 else offset_text(at, t0)
+    short = at.astimezone(UTC).strftime("%m-%d %H:%MZ")
+    if not offset:
+        return f'<span title="{_e(when_text(at))}">{_e(short)}</span>'
+    return (
+        f'<span title="{_e(when_text(at))}">{_e(offset)}</span><br>'
+        f'<span class="muted">{_e(short)}</span>'
+    )
+
+
+def _html_timeline(data: ReportData) -> str:
+    out = ['<h2 id="timeline">Incident timeline</h2>']
+    rows = incident_rows(data)
+    if not rows:
+        if data.checks:
+            out.append(
+                f'<p class="flat" data-chart="timeline"><span class="ok">✓</span> Nothing failed '
+                f"{_e(so_far(data))}: every measured result passed.</p>"
+            )
+        else:
+            out.append("<p>No run has finished yet.</p>")
+        return "\n".join(out)
+    out.append(_timeline_svg(data))
+    t0 = data.deployed_at
+    out.append(
+        _html_table(
+            ["Check / subject", *INCIDENT_HEADER[2:]],
+            [
+                [
+                    f'<b>{_e(r.check)}</b><br><span class="muted">{_e(r.subject)}</span>',
+                    _badge(r.status) if r.status != "alert" else _e(r.what),
+                    _when_cell(r.start_at, t0),
+                    "<b>still failing</b>"
+                    if r.end_at is None and r.status != "alert"
+                    else _when_cell(r.end_at, t0),
+                    _e(r.duration),
+                    _e(r.runs),
+                    _e(r.worst),
+                    "<br>".join(_e(n) for n in r.notifications) or "-",
+                ]
+                for r in rows
+            ],
+            css="incidents",
+        )
+    )
+    out.append(
+        '<p class="muted">From: the first failing run; to: the first passing run after it. An '
+        "error or skipped run inside an interval neither ends nor splits it (counted as not "
+        "measured).</p>"
+    )
+    return "\n".join(out)
 
 
 # --------------------------------------------------------------------------- HTML
@@ -284,6 +585,10 @@ color:#922b21}.not_measured,.error,.late{background:#fdebd0;color:#9c640c}
 .tl.pass{background:#58d68d}.tl.fail{background:#ec7063}.tl.error{background:#f5b041}
 .tl.skipped{background:#bfc9ca}
 svg.chart{display:block;margin:8px 0 18px;max-width:100%;height:auto}
+.flat{margin:6px 0}.ok{color:#1e8449;font-weight:700}
+td{overflow-wrap:break-word}table.incidents{width:100%}
+table.incidents td:nth-child(2),table.incidents td:nth-child(3),table.incidents td:nth-child(4)
+{white-space:nowrap}
 .muted{color:#717d7e}
 """
 
@@ -292,11 +597,12 @@ def _badge(status: str) -> str:
     return f'<span class="badge {_e(status)}">{_e(status_label(status))}</span>'
 
 
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], css: str = "") -> str:
     """``rows`` cells are already-escaped HTML; ``header`` is plain text."""
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    cls = f' class="{_e(css)}"' if css else ""
+    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _html_verdict(data: ReportData) -> str:
@@ -366,7 +672,8 @@ def render_html(data: ReportData) -> str:
         f"<code>{_e(data.legacy_column)}</code> → <code>{_e(data.new_column)}</code> on "
         + ", ".join(f"<code>{_e(t)}</code>" for t in data.tables)
         + ".</p>",
-        "<h2>Progress</h2>",
+        _html_timeline(data),
+        '<h2 id="progress">Progress</h2>',
         _html_table(
             ["Item", "Value"],
             [
@@ -381,12 +688,13 @@ def render_html(data: ReportData) -> str:
             ],
         ),
         _html_verdict(data),
-        "<h2>Charts</h2>",
+        '<h2 id="charts">Charts</h2>',
     ]
     for heading, svg in _charts(data):
-        parts.append(f"<h3>{_e(heading)}</h3>")
+        if heading:
+            parts.append(f"<h3>{_e(heading)}</h3>")
         parts.append(svg)
-    parts.append("<h2>Checks</h2>")
+    parts.append('<h2 id="checks">Checks</h2>')
     if data.checks:
         rows = []
         for c in data.checks:
@@ -409,7 +717,7 @@ def render_html(data: ReportData) -> str:
         )
     else:
         parts.append("<p>No run has finished yet.</p>")
-    parts.append("<h2>Runs</h2>")
+    parts.append('<h2 id="runs">Runs</h2>')
     if data.runs:
         parts.append(
             _html_table(

@@ -1,5 +1,6 @@
-"""``report --format markdown``: progress, verdict, per-check history and runs as tables;
-every cell escaped (no text turns into Markdown or inline HTML)."""
+"""``report --format markdown``: the incident timeline, progress, verdict, the log windows per
+day, per-check history and runs as tables; every cell escaped (no text turns into Markdown or
+inline HTML)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ from datetime import timedelta
 from ..durations import format_duration
 from .model import STATUS_ORDER, ReportData
 from .text import (
+    INCIDENT_HEADER,
+    incident_rows,
+    log_days,
     offset_text,
     progress_line,
+    so_far,
     status_label,
     tally_line,
     timeline,
@@ -39,13 +44,15 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
 
 
 def render_markdown(data: ReportData) -> str:
-    """``report --format markdown``: progress, verdict, per-check history and runs."""
+    """``report --format markdown``: timeline, progress, verdict, logs, checks and runs."""
     t0 = data.deployed_at
     lines = [
         f"# migration-watch report: {_md(data.migration)}",
         "",
         f"Generated {when_text(data.generated_at)}. Migration {_md(data.legacy_column)} → "
         f"{_md(data.new_column)} on {', '.join(_md(t) for t in data.tables)}.",
+        "",
+        *_md_timeline(data),
         "",
         "## Progress",
         "",
@@ -63,7 +70,7 @@ def render_markdown(data: ReportData) -> str:
             ["Runs", _md(tally_line(data))],
         ],
     )
-    lines += ["", *_md_verdict(data), "", "## Checks", ""]
+    lines += ["", *_md_verdict(data), *_md_logs(data), "", "## Checks", ""]
     if data.checks:
         lines += _md_table(
             ["Check", "Subject", "Latest", "Pass", "Fail", "Error", "Skipped", "History"],
@@ -147,4 +154,97 @@ def _md_verdict(data: ReportData) -> list[str]:
     if v.not_measured:
         lines += ["", "Not measured: " + ", ".join(_md(n) for n in v.not_measured) + "."]
     lines += ["", f"Computed {when_text(v.computed_at)} over {v.runs_considered} run(s)."]
+    return lines
+
+
+def _md_timeline(data: ReportData) -> list[str]:
+    lines = ["## Incident timeline", ""]
+    rows = incident_rows(data)
+    if not rows:
+        if data.checks:
+            lines.append(f"Nothing failed {so_far(data)}: every measured result passed.")
+        else:
+            lines.append("No run has finished yet.")
+        return lines
+    lines += _md_table(
+        INCIDENT_HEADER,
+        [
+            [
+                _md(r.check),
+                _md(r.subject),
+                _md(r.what),
+                _md(r.start),
+                _md(r.end),
+                _md(r.duration),
+                _md(r.runs),
+                _md(r.worst),
+                "; ".join(_md(n) for n in r.notifications) or "-",
+            ]
+            for r in rows
+        ],
+    )
+    lines += [
+        "",
+        "From: the first failing run; to: the first passing run after it. An error or skipped "
+        "run inside an interval neither ends nor splits it (counted as not measured).",
+    ]
+    return lines
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _md_logs(data: ReportData) -> list[str]:
+    if not data.logs:
+        return []
+    lines = ["", "## Logs", ""]
+    days = log_days(data.logs, data.deployed_at)
+    total_lines = sum(d.lines for d in days)
+    errors = sum(d.errors for d in days)
+    legacy = sum(d.legacy_references for d in days)
+    legacy_errors = sum(d.legacy_errors for d in days)
+    quiet = []
+    if errors == 0:
+        quiet.append(f"no log errors {so_far(data)}")
+    if legacy == 0 and legacy_errors == 0:
+        quiet.append(f"no legacy references {so_far(data)}")
+    if len(quiet) == 2:
+        lines.append(
+            f"{quiet[0].capitalize()}, {quiet[1]} ({total_lines} lines in "
+            f"{len(data.logs)} windows)."
+        )
+        return lines
+    lines += _md_table(
+        [
+            "Day",
+            "Windows",
+            "Lines",
+            "Errors",
+            "Errors/h",
+            "Pre-deploy rate/h",
+            "Legacy refs/h",
+            "Legacy errors",
+        ],
+        [
+            [
+                "before T0" if d.day == 0 else str(d.day),
+                str(d.windows),
+                str(d.lines),
+                str(d.errors),
+                _rate(d.errors_per_hour),
+                _rate(d.pre_deploy_errors_per_hour),
+                _rate(d.legacy_references_per_hour),
+                str(d.legacy_errors),
+            ]
+            for d in days
+        ],
+    )
+    lines += [
+        "",
+        "Per hour of the windows that ended that day; pre-deploy rate/h: the errors those lines "
+        "would hold at the error rate before the deployment.",
+    ]
+    if quiet:
+        lines += ["", quiet[0].capitalize() + "."]
     return lines

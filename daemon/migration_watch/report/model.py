@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..cadence import RunState
 from ..verdict import Verdict
+
+if TYPE_CHECKING:
+    from .timeline import TimelineEntry
 
 __all__ = [
     "FORMATS",
@@ -19,6 +22,7 @@ __all__ = [
     "CheckHistory",
     "CheckPoint",
     "LatencyPoint",
+    "LogWindow",
     "ReportData",
     "ReportFormat",
     "RunRow",
@@ -120,6 +124,54 @@ class LatencyPoint:
 
 
 @dataclass(frozen=True)
+class LogWindow:
+    """The log lines of one run's window (``since`` → ``at``), from its ``log_errors``,
+    ``legacy_errors`` and ``legacy_log_ratio`` results; None where a check did not measure.
+
+    ``expected_errors``: the errors the window's lines would hold at the pre-deploy error rate
+    (``baseline_error_rate * lines``), the line the errors are drawn against.
+    """
+
+    run_id: int
+    at: datetime
+    since: datetime | None
+    lines: int | None
+    errors: int | None
+    expected_errors: float | None
+    legacy_references: int | None
+    new_references: int | None
+    legacy_errors: int | None
+
+    @property
+    def hours(self) -> float | None:
+        if self.since is None or self.at <= self.since:
+            return None
+        return (self.at - self.since).total_seconds() / 3600
+
+    def per_hour(self, value: float | None) -> float | None:
+        hours = self.hours
+        return None if value is None or hours is None else value / hours
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "at": self.at.isoformat(),
+            "since": _iso(self.since),
+            "hours": self.hours,
+            "lines": self.lines,
+            "errors": self.errors,
+            "expected_errors": self.expected_errors,
+            "legacy_references": self.legacy_references,
+            "new_references": self.new_references,
+            "legacy_errors": self.legacy_errors,
+            "errors_per_hour": self.per_hour(self.errors),
+            "pre_deploy_errors_per_hour": self.per_hour(self.expected_errors),
+            "legacy_references_per_hour": self.per_hour(self.legacy_references),
+            "legacy_errors_per_hour": self.per_hour(self.legacy_errors),
+        }
+
+
+@dataclass(frozen=True)
 class RunRow:
     """One run of the plan (``index`` set) or an extra run, with its stored run when any."""
 
@@ -179,6 +231,10 @@ class ReportData:
     state_location: str = ""
     unfinished_runs: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: The incident timeline (:mod:`.timeline`), earliest first.
+    timeline: tuple[TimelineEntry, ...] = ()
+    #: One window per run that summarised the logs, oldest first.
+    logs: tuple[LogWindow, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The document of ``report --format json`` (``schemas/report.schema.json``)."""
@@ -211,7 +267,9 @@ class ReportData:
                 },
                 "legacy_ratio": [p.to_json() for p in self.legacy_ratio],
                 "latency": {k: [p.to_json() for p in pts] for k, pts in self.latency.items()},
+                "logs": [w.to_json() for w in self.logs],
             },
+            "timeline": [e.to_json() for e in self.timeline],
             "verdict": None if self.verdict is None else self.verdict.to_json(),
             "verdict_source": self.verdict_source,
         }

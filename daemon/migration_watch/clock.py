@@ -21,6 +21,7 @@ __all__ = [
     "ManualClock",
     "ScaledClock",
     "SystemClock",
+    "isoformat_or_none",
     "require_aware",
     "speed_to_fit",
     "utcnow",
@@ -30,6 +31,11 @@ __all__ = [
 def utcnow() -> datetime:
     """The current wall-clock time, aware UTC."""
     return datetime.now(UTC)
+
+
+def isoformat_or_none(value: datetime | None) -> str | None:
+    """``value.isoformat()``, or ``None`` for ``None`` (the JSON of an optional time)."""
+    return None if value is None else value.isoformat()
 
 
 def require_aware(value: datetime, what: str) -> datetime:

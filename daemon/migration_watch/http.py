@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from . import __version__
+from .clock import isoformat_or_none as _iso
 from .component import Component, Route
 from .results import Status, overall_status
 from .runner import Runner
@@ -74,10 +74,6 @@ def is_admin(request: Request, token: str | None) -> bool:
         return ipaddress.ip_address(request.client).is_loopback
     except ValueError:
         return False
-
-
-def _iso(dt: datetime | None) -> str | None:
-    return dt.isoformat() if dt is not None else None
 
 
 def build_health(

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..cadence import RunState
+from ..clock import isoformat_or_none as _iso
 from ..verdict import Verdict
 
 if TYPE_CHECKING:
@@ -35,10 +36,6 @@ ReportFormat = Literal["markdown", "html", "json"]
 #: Result statuses in column order; run states in tally order.
 STATUS_ORDER = ("pass", "fail", "error", "skipped")
 RUN_STATES = tuple(s.value for s in RunState)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
 
 
 @dataclass(frozen=True)

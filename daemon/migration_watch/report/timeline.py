@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from ..clock import isoformat_or_none as _iso
 from ..state import AlertStateRow, OutboxItem
 from .model import CheckHistory, CheckPoint
 
@@ -50,10 +51,6 @@ __all__ = [
 
 #: Checks whose headline number is worse when lower.
 LOWER_IS_WORSE = frozenset({"rls", "index_usage"})
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
 
 
 @dataclass(frozen=True)
